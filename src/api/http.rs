@@ -1,0 +1,50 @@
+//! Plain HTTP endpoints served on the client port beside gRPC, as etcd serves them:
+//! `GET /health`, `GET /version`, `GET /metrics` (Prometheus text, etcd's metric names).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+
+use super::maintenance::ETCD_VERSION;
+use crate::server::Server;
+
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+async fn health(State(server): State<Arc<Server>>) -> (http::StatusCode, &'static str) {
+    let ok = server.raft_status().leader_id != 0;
+    if ok {
+        (http::StatusCode::OK, "{\"health\":\"true\"}")
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}")
+    }
+}
+
+async fn version() -> String {
+    format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"3.4.0\"}}")
+}
+
+async fn metrics(State(server): State<Arc<Server>>) -> String {
+    let raft = server.raft_status();
+    let lines = [
+        ("etcd_server_has_leader", "gauge", (raft.leader_id != 0) as u64),
+        ("etcd_server_is_leader", "gauge", (raft.leader_id == raft.id) as u64),
+        ("etcd_server_proposals_committed_total", "gauge", raft.commit),
+        ("etcd_server_proposals_applied_total", "gauge", raft.applied),
+        ("etcd_debugging_mvcc_current_revision", "gauge", server.revision() as u64),
+        ("etcd_mvcc_db_total_size_in_bytes", "gauge", server.engine().size_bytes()),
+        ("etcd_server_leader_changes_seen_total", "counter", raft.term),
+    ];
+    let mut out = String::new();
+    for (name, kind, value) in lines {
+        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out
+}

@@ -1,0 +1,48 @@
+//! The client-facing API: one file per etcd gRPC service, thin handlers (validate, call
+//! `server`, fill the header), one error table ([`status`]), and the HTTP endpoints etcd serves
+//! on the same port ([`http`]).
+//!
+//! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
+//! Services not listed here (Watch, Lease, Auth, Lock, Election) are not registered yet, so
+//! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
+
+pub mod cluster;
+pub mod http;
+pub mod kv;
+pub mod maintenance;
+pub mod status;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::server::Server;
+
+/// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Serves the client API on `listener` until the process ends.
+pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes: usize) -> Result<()> {
+    let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(kv::KvService { server: server.clone() })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService { server: server.clone() });
+    let router =
+        Routes::new(kv).add_service(maintenance).add_service(cluster).into_axum_router().merge(http::router(server));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(Routes::from(router))
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await
+        .map_err(|e| Error::Internal(format!("client listener: {e}")))
+}

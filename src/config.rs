@@ -1,0 +1,344 @@
+//! etcd's command line, accepted as etcd accepts it: `--flag value`, `--flag=value`, `-flag`,
+//! boolean flags bare or `=true|false`, and every flag also from its `ETCD_*` environment
+//! variable. The flag table lists every etcd 3.4 flag with etcd's default and whether MetaStore
+//! honours it yet; flags that are accepted but not honoured are reported in one log line.
+
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::server::membership::{cluster_id, member_id};
+use crate::server::Member;
+
+/// How a flag takes its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Value,
+    Bool,
+}
+
+/// Whether MetaStore acts on a flag yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Support {
+    Honoured,
+    Ignored,
+}
+
+use Kind::{Bool, Value};
+use Support::{Honoured, Ignored};
+
+/// Every etcd 3.4 flag (plus MetaStore's own `--storage-engine`): name, kind, default, support.
+const FLAGS: &[(&str, Kind, &str, Support)] = &[
+    ("name", Value, "default", Honoured),
+    ("data-dir", Value, "", Honoured),
+    ("wal-dir", Value, "", Ignored),
+    ("snapshot-count", Value, "100000", Ignored),
+    ("heartbeat-interval", Value, "100", Honoured),
+    ("election-timeout", Value, "1000", Honoured),
+    ("initial-election-tick-advance", Bool, "true", Ignored),
+    ("listen-peer-urls", Value, "http://localhost:2380", Honoured),
+    ("listen-client-urls", Value, "http://localhost:2379", Honoured),
+    ("max-snapshots", Value, "5", Ignored),
+    ("max-wals", Value, "5", Ignored),
+    ("quota-backend-bytes", Value, "0", Ignored),
+    ("backend-batch-interval", Value, "0", Ignored),
+    ("backend-batch-limit", Value, "0", Ignored),
+    ("max-txn-ops", Value, "128", Honoured),
+    ("max-request-bytes", Value, "1572864", Honoured),
+    ("max-concurrent-streams", Value, "4294967295", Ignored),
+    ("grpc-keepalive-min-time", Value, "5s", Ignored),
+    ("grpc-keepalive-interval", Value, "2h", Ignored),
+    ("grpc-keepalive-timeout", Value, "20s", Ignored),
+    ("initial-advertise-peer-urls", Value, "http://localhost:2380", Honoured),
+    ("initial-cluster", Value, "", Honoured),
+    ("initial-cluster-state", Value, "new", Honoured),
+    ("initial-cluster-token", Value, "etcd-cluster", Honoured),
+    ("advertise-client-urls", Value, "http://localhost:2379", Honoured),
+    ("discovery", Value, "", Ignored),
+    ("discovery-fallback", Value, "proxy", Ignored),
+    ("discovery-proxy", Value, "", Ignored),
+    ("discovery-srv", Value, "", Ignored),
+    ("discovery-srv-name", Value, "", Ignored),
+    ("strict-reconfig-check", Bool, "true", Ignored),
+    ("pre-vote", Bool, "false", Ignored),
+    ("auto-compaction-retention", Value, "0", Ignored),
+    ("auto-compaction-mode", Value, "periodic", Ignored),
+    ("enable-v2", Bool, "false", Ignored),
+    ("cert-file", Value, "", Ignored),
+    ("key-file", Value, "", Ignored),
+    ("client-cert-auth", Bool, "false", Ignored),
+    ("client-crl-file", Value, "", Ignored),
+    ("client-cert-allowed-hostname", Value, "", Ignored),
+    ("trusted-ca-file", Value, "", Ignored),
+    ("auto-tls", Bool, "false", Ignored),
+    ("peer-cert-file", Value, "", Ignored),
+    ("peer-key-file", Value, "", Ignored),
+    ("peer-client-cert-auth", Bool, "false", Ignored),
+    ("peer-trusted-ca-file", Value, "", Ignored),
+    ("peer-cert-allowed-cn", Value, "", Ignored),
+    ("peer-cert-allowed-hostname", Value, "", Ignored),
+    ("peer-auto-tls", Bool, "false", Ignored),
+    ("peer-crl-file", Value, "", Ignored),
+    ("cipher-suites", Value, "", Ignored),
+    ("cors", Value, "", Ignored),
+    ("host-whitelist", Value, "*", Ignored),
+    ("auth-token", Value, "simple", Ignored),
+    ("bcrypt-cost", Value, "10", Ignored),
+    ("auth-token-ttl", Value, "300", Ignored),
+    ("enable-pprof", Bool, "false", Ignored),
+    ("metrics", Value, "basic", Ignored),
+    ("listen-metrics-urls", Value, "", Ignored),
+    ("logger", Value, "capnslog", Ignored),
+    ("log-outputs", Value, "default", Ignored),
+    ("log-level", Value, "info", Honoured),
+    ("proxy", Value, "off", Ignored),
+    ("proxy-failure-wait", Value, "5000", Ignored),
+    ("proxy-refresh-interval", Value, "30000", Ignored),
+    ("proxy-dial-timeout", Value, "1000", Ignored),
+    ("proxy-write-timeout", Value, "5000", Ignored),
+    ("proxy-read-timeout", Value, "0", Ignored),
+    ("experimental-initial-corrupt-check", Bool, "false", Ignored),
+    ("experimental-corrupt-check-time", Value, "0s", Ignored),
+    ("experimental-enable-v2v3", Value, "", Ignored),
+    ("experimental-backend-bbolt-freelist-type", Value, "array", Ignored),
+    ("experimental-enable-lease-checkpoint", Bool, "false", Ignored),
+    ("experimental-compaction-batch-limit", Value, "1000", Ignored),
+    ("experimental-peer-skip-client-san-verification", Bool, "false", Ignored),
+    ("experimental-watch-progress-notify-interval", Value, "10m", Ignored),
+    ("experimental-warning-apply-duration", Value, "100ms", Ignored),
+    ("force-new-cluster", Bool, "false", Ignored),
+    ("debug", Bool, "false", Ignored),
+    ("log-package-levels", Value, "", Ignored),
+    ("config-file", Value, "", Ignored),
+    ("storage-engine", Value, "rocksdb", Honoured),
+];
+
+/// Which engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageEngine {
+    RocksDb,
+    Memory,
+}
+
+/// The settings MetaStore acts on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: String,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<(String, String)>,
+    pub initial_cluster_state: String,
+    pub initial_cluster_token: String,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub log_level: String,
+    pub storage_engine: StorageEngine,
+    /// Flags given on the command line or environment that are accepted but not acted on.
+    pub ignored: Vec<String>,
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new("metastore")
+        .about("An etcd v3 compatible metadata store")
+        .disable_version_flag(true)
+        .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).help("Print the version and exit"));
+    for (name, kind, default, _) in FLAGS {
+        let env = format!("ETCD_{}", name.to_uppercase().replace('-', "_"));
+        let mut arg = Arg::new(*name).long(*name).env(env).default_value(*default);
+        if *kind == Bool {
+            arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true");
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Go's flag package also accepts `-flag`; clap wants `--flag`.
+fn normalise_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let single_dash_long = a.starts_with('-') && !a.starts_with("--") && a.len() > 2;
+            if i > 0 && single_dash_long && a.as_bytes()[1].is_ascii_alphabetic() {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// What parsing the command line asks for.
+pub enum Parsed {
+    Run(Box<Config>),
+    PrintVersion,
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let m = command().try_get_matches_from(normalise_args(args)).map_err(|e| e.to_string())?;
+    if m.get_flag("version") {
+        return Ok(Parsed::PrintVersion);
+    }
+    from_matches(&m).map(|c| Parsed::Run(Box::new(c)))
+}
+
+fn from_matches(m: &ArgMatches) -> Result<Config, String> {
+    let get = |name: &str| m.get_one::<String>(name).cloned().unwrap_or_default();
+    let num = |name: &str| -> Result<u64, String> {
+        get(name).parse::<u64>().map_err(|_| format!("invalid value {:?} for flag --{name}", get(name)))
+    };
+    let ignored = FLAGS
+        .iter()
+        .filter(|(name, _, _, support)| *support == Ignored && is_explicit(m, name))
+        .map(|(name, _, _, _)| format!("--{name}"))
+        .collect();
+    let name = get("name");
+    let data_dir = match get("data-dir") {
+        d if d.is_empty() => format!("{name}.etcd"),
+        d => d,
+    };
+    let advertise_peer = list(&get("initial-advertise-peer-urls"));
+    let initial_cluster = match get("initial-cluster") {
+        s if s.is_empty() => advertise_peer.iter().map(|u| (name.clone(), u.clone())).collect(),
+        s => parse_initial_cluster(&s)?,
+    };
+    let heartbeat_ms = num("heartbeat-interval")?.max(1);
+    let election_ms = num("election-timeout")?;
+    if election_ms < 5 * heartbeat_ms {
+        return Err(format!(
+            "--election-timeout[{election_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_ms}ms]"
+        ));
+    }
+    let storage_engine = match get("storage-engine").as_str() {
+        "rocksdb" => StorageEngine::RocksDb,
+        "memory" => StorageEngine::Memory,
+        other => return Err(format!("unknown --storage-engine {other:?} (rocksdb or memory)")),
+    };
+    let state = get("initial-cluster-state");
+    if state != "new" && state != "existing" {
+        return Err(format!("unexpected --initial-cluster-state {state:?} (new or existing)"));
+    }
+    Ok(Config {
+        name,
+        data_dir,
+        listen_client_urls: list(&get("listen-client-urls")),
+        advertise_client_urls: list(&get("advertise-client-urls")),
+        listen_peer_urls: list(&get("listen-peer-urls")),
+        initial_advertise_peer_urls: advertise_peer,
+        initial_cluster,
+        initial_cluster_state: state,
+        initial_cluster_token: get("initial-cluster-token"),
+        heartbeat: Duration::from_millis(heartbeat_ms),
+        election_ticks: (election_ms / heartbeat_ms) as usize,
+        max_request_bytes: num("max-request-bytes")? as usize,
+        max_txn_ops: num("max-txn-ops")? as usize,
+        log_level: get("log-level"),
+        storage_engine,
+        ignored,
+    })
+}
+
+fn is_explicit(m: &ArgMatches, name: &str) -> bool {
+    matches!(
+        m.value_source(name),
+        Some(clap::parser::ValueSource::CommandLine) | Some(clap::parser::ValueSource::EnvVariable)
+    )
+}
+
+fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, String> {
+    list(s)
+        .into_iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((n, u)) if !n.is_empty() && !u.is_empty() => Ok((n.to_string(), u.to_string())),
+            _ => Err(format!("invalid --initial-cluster entry {pair:?} (want name=peer-url)")),
+        })
+        .collect()
+}
+
+impl Config {
+    /// The initial members, with etcd's ids; a name listed twice has several peer URLs.
+    pub fn initial_members(&self) -> Vec<Member> {
+        let mut names: Vec<&str> = Vec::new();
+        for (n, _) in &self.initial_cluster {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| {
+                let peer_urls: Vec<String> =
+                    self.initial_cluster.iter().filter(|(m, _)| m == n).map(|(_, u)| u.clone()).collect();
+                let client_urls = if n == self.name { self.advertise_client_urls.clone() } else { Vec::new() };
+                Member {
+                    id: member_id(&peer_urls, &self.initial_cluster_token),
+                    name: n.to_string(),
+                    peer_urls,
+                    client_urls,
+                    is_learner: false,
+                }
+            })
+            .collect()
+    }
+
+    pub fn member_id(&self) -> u64 {
+        member_id(&self.initial_advertise_peer_urls, &self.initial_cluster_token)
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        let ids: Vec<u64> = self.initial_members().iter().map(|m| m.id).collect();
+        cluster_id(&ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Config {
+        let args = std::iter::once("metastore").chain(args.iter().copied()).map(String::from);
+        match parse(args).expect("flags parse") {
+            Parsed::Run(c) => *c,
+            Parsed::PrintVersion => panic!("unexpected --version"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = run(&[]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, "default.etcd");
+        assert_eq!(c.listen_client_urls, ["http://localhost:2379"]);
+        assert_eq!(c.initial_cluster, [("default".to_string(), "http://localhost:2380".to_string())]);
+        assert_eq!((c.heartbeat, c.election_ticks), (Duration::from_millis(100), 10));
+        assert_eq!((c.max_request_bytes, c.max_txn_ops), (1572864, 128));
+        assert_eq!(format!("{:x}", c.member_id()), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", c.cluster_id()), "cdf818194e3a8c32");
+    }
+
+    #[test]
+    fn both_forms_single_dash_and_bools() {
+        let c =
+            run(&["--name=n1", "-data-dir", "/tmp/x", "--peer-auto-tls", "--max-txn-ops", "7", "--enable-v2=false"]);
+        assert_eq!((c.name.as_str(), c.data_dir.as_str(), c.max_txn_ops), ("n1", "/tmp/x", 7));
+        assert_eq!(c.ignored, ["--enable-v2", "--peer-auto-tls"]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let args = |a: &[&str]| parse(std::iter::once("metastore").chain(a.iter().copied()).map(String::from));
+        assert!(args(&["--heartbeat-interval", "100", "--election-timeout", "200"]).is_err());
+        assert!(args(&["--initial-cluster", "n1"]).is_err());
+        assert!(args(&["--storage-engine", "tape"]).is_err());
+        assert!(args(&["--no-such-flag"]).is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! MetaStore's one error type, classified by meaning.
+//!
+//! Three families, mirroring what a replicated state machine must distinguish:
+//!
+//! * etcd-visible request errors (`Compacted`, `FutureRev`, `LeaseNotFound`, …): deterministic —
+//!   every member applying the same command reaches the same one, so the command is "applied with
+//!   an error" and the node carries on;
+//! * cluster conditions (`NoLeader`, `LeaderChanged`, `Timeout`, …): transient, the client retries;
+//! * internal failures (`Storage`, `Internal`): not deterministic; a node that meets one while
+//!   applying must stop rather than diverge.
+//!
+//! The mapping to gRPC status codes and etcd's exact message strings lives in exactly one place,
+//! `api::status`.
+
+/// Result alias used throughout MetaStore.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure MetaStore reports, named after its meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    // --- etcd request errors (deterministic) ---
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unimplemented(String),
+
+    // --- cluster conditions (transient) ---
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+
+    // --- internal failures (the node must stop if met while applying) ---
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether every member applying the same command meets this same error. Deterministic errors
+    /// are answers to the client; any other error during apply means the node must stop.
+    pub fn is_deterministic(&self) -> bool {
+        !matches!(
+            self,
+            Error::Storage(_)
+                | Error::Internal(_)
+                | Error::NoLeader
+                | Error::LeaderChanged
+                | Error::Timeout
+                | Error::Stopped
+        )
+    }
+}

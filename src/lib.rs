@@ -1,0 +1,19 @@
+//! MetaStore: an etcd v3 compatible metadata store on a raft-rs log and an MVCC store on RocksDB
+//! (or memory).
+//!
+//! Layers, dependencies pointing one way (see `docs/architecture.md`):
+//!
+//! ```text
+//! api ──► server ──► raft ──► storage
+//!           └──────► mvcc ───────┘
+//! error, proto: leaves every layer may use; config: the command line (binary only)
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod mvcc;
+pub mod proto;
+pub mod raft;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,149 @@
+//! The `metastore` binary: etcd's command line in front of MetaStore's server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use metastore::api;
+use metastore::config::{self, Config, Parsed, StorageEngine};
+use metastore::server::{Server, ServerConfig};
+use metastore::storage::{Engine, MemoryEngine, RocksEngine};
+
+const ETCD_API_VERSION: &str = "3.4.23";
+
+fn main() {
+    let cfg = match config::parse(std::env::args()) {
+        Ok(Parsed::Run(cfg)) => cfg,
+        Ok(Parsed::PrintVersion) => {
+            println!("etcd Version: {ETCD_API_VERSION}");
+            println!("MetaStore Version: {}", env!("CARGO_PKG_VERSION"));
+            println!("Git SHA: Not provided");
+            println!("Go Version: not applicable (Rust)");
+            println!("Go OS/Arch: {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+            return;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(*cfg)) {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=info")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), etcd_api = ETCD_API_VERSION, "starting MetaStore");
+    if !cfg.ignored.is_empty() {
+        tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
+    }
+    let members = cfg.initial_members();
+    if members.len() > 1 {
+        return Err(format!(
+            "--initial-cluster lists {} members: multi-member clusters are not implemented yet",
+            members.len()
+        ));
+    }
+    if !members.iter().any(|m| m.id == cfg.member_id()) {
+        return Err(format!(
+            "--initial-cluster has no entry for this member ({} with peer URLs {:?})",
+            cfg.name, cfg.initial_advertise_peer_urls
+        ));
+    }
+    let engine = open_engine(&cfg)?;
+    let server_cfg = ServerConfig {
+        member_id: cfg.member_id(),
+        cluster_id: cfg.cluster_id(),
+        members,
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        heartbeat: cfg.heartbeat,
+        election_ticks: cfg.election_ticks,
+    };
+    let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
+    let mut listeners = Vec::new();
+    for url in &cfg.listen_client_urls {
+        let addr = socket_addr(url, "client")?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen on {url}: {e}"))?;
+        listeners.push((url.clone(), listener));
+    }
+    wait_for_leader(&server).await;
+    tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
+    tracing::info!(
+        "etcdserver: published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
+        cfg.name,
+        cfg.advertise_client_urls.join(" "),
+        server.config().cluster_id
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for (url, listener) in listeners {
+        tracing::info!("embed: ready to serve client requests");
+        tracing::info!("embed: serving insecure client requests on {url}, this is strongly discouraged!");
+        tasks.spawn(api::serve(server.clone(), listener, cfg.max_request_bytes));
+    }
+    tokio::select! {
+        Some(res) = tasks.join_next() => match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("client listener task: {e}")),
+        },
+        _ = shutdown_signal() => {
+            tracing::info!("received a termination signal; stopping");
+            Ok(())
+        }
+    }
+}
+
+fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
+    match cfg.storage_engine {
+        StorageEngine::Memory => Ok(Arc::new(MemoryEngine::new())),
+        StorageEngine::RocksDb => {
+            let dir = Path::new(&cfg.data_dir).join("member").join("rocksdb");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
+            let engine = RocksEngine::open(&dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
+            Ok(Arc::new(engine))
+        }
+    }
+}
+
+/// Resolves `http://host:port` to a socket address to listen on.
+fn socket_addr(url: &str, what: &str) -> Result<SocketAddr, String> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => return Err(format!("{what} URL {url}: TLS on client URLs is not implemented yet")),
+        _ => return Err(format!("{what} URL {url} must start with http://")),
+    };
+    let hostport = rest.trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .map_err(|e| format!("{what} URL {url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{what} URL {url} resolves to no address"))
+}
+
+async fn wait_for_leader(server: &Arc<Server>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_millis(10));
+    while server.raft_status().leader_id == 0 {
+        interval.tick().await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,473 @@
+//! The MVCC key-value store: an in-memory key index over history kept in the engine's `key`
+//! table.
+//!
+//! ```text
+//!   index (BTreeMap key -> KeyIndex)          engine table `key`
+//!   "foo" -> {1.0, 2.0, 3.0(t)} {4.0}  ───►   rev 4.0 -> KeyValue{foo, v, create 4, mod 4, ver 1}
+//! ```
+//!
+//! Readers take a [`ReadView`] (a shared lock) and see one consistent revision. The applier
+//! takes an [`ApplyBatch`] (the exclusive lock) for a group of committed raft entries: each entry
+//! runs as one [`WriteTxn`] with its own main revision, all of them accumulate into one engine
+//! batch — together with whatever the caller adds, such as the applied index — and
+//! [`ApplyBatch::commit`] writes it atomically. Values written earlier in the same group are read
+//! from an overlay until the batch reaches the engine.
+//!
+//! Deliberately not done here: request validation and etcd's response shaping (the server layer),
+//! leases (the key only records the lease id it was given).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use prost::Message;
+
+use super::key_index::KeyIndex;
+use super::key_range::KeyRange;
+use super::revision::Revision;
+use crate::error::{Error, Result};
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use crate::storage::schema::{decode_u64, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT};
+use crate::storage::{Engine, Table, WriteBatch};
+
+/// Options of a range read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// Maximum number of key-values returned; 0 means no limit. `count` is not limited.
+    pub limit: i64,
+    /// Revision to read at; 0 (or less) means the current revision.
+    pub rev: i64,
+    /// Only count the keys, return no key-values.
+    pub count_only: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Number of keys in the range at the read revision, regardless of `limit`.
+    pub count: i64,
+    /// The store's current revision (not the read revision), as etcd reports it.
+    pub rev: i64,
+}
+
+struct State {
+    index: BTreeMap<Vec<u8>, KeyIndex>,
+    current_rev: i64,
+    /// History below this revision is gone; 0 before the first compaction.
+    compact_rev: i64,
+}
+
+pub struct KvStore {
+    engine: Arc<dyn Engine>,
+    state: RwLock<State>,
+}
+
+impl KvStore {
+    /// Opens the store over `engine`, rebuilding the key index from stored history and finishing
+    /// a compaction that a crash interrupted.
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
+        let meta = |k: &[u8]| -> Result<i64> {
+            Ok(engine.get(Table::Meta, k)?.as_deref().and_then(decode_u64).unwrap_or(0) as i64)
+        };
+        let (scheduled, finished) = (meta(META_SCHEDULED_COMPACT)?, meta(META_FINISHED_COMPACT)?);
+        let mut state = State { index: BTreeMap::new(), current_rev: 1, compact_rev: finished };
+        let mut bad = None;
+        engine.scan(Table::Key, b"", b"", &mut |k, v| {
+            let (Some((rev, tombstone)), Ok(kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
+                bad = Some(k.to_vec());
+                return false;
+            };
+            state.current_rev = state.current_rev.max(rev.main);
+            restore_one(&mut state.index, kv, rev, tombstone);
+            true
+        })?;
+        if let Some(k) = bad {
+            return Err(Error::Storage(format!("malformed history record at {k:?}")));
+        }
+        state.current_rev = state.current_rev.max(scheduled).max(finished);
+        let store = Self { engine, state: RwLock::new(state) };
+        if scheduled > finished {
+            tracing::info!(scheduled, finished, "resuming interrupted compaction");
+            let mut apply = store.apply();
+            apply.state.compact_rev = finished;
+            apply.compact(scheduled)?;
+            apply.commit()?;
+        }
+        Ok(store)
+    }
+
+    /// A consistent read view at the current revision.
+    pub fn read(&self) -> ReadView<'_> {
+        ReadView { state: self.state.read().expect("mvcc lock"), engine: &*self.engine }
+    }
+
+    /// Starts applying a group of write transactions; readers wait until it commits.
+    pub fn apply(&self) -> ApplyBatch<'_> {
+        ApplyBatch {
+            state: self.state.write().expect("mvcc lock"),
+            engine: &*self.engine,
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+}
+
+fn restore_one(index: &mut BTreeMap<Vec<u8>, KeyIndex>, kv: KeyValue, rev: Revision, tombstone: bool) {
+    match index.get_mut(&kv.key) {
+        Some(ki) if tombstone => {
+            ki.tombstone(rev);
+        }
+        Some(ki) => ki.put(rev),
+        // The key's earlier history (and the put that created it) was compacted away.
+        None if !tombstone => {
+            let mut ki = KeyIndex::default();
+            ki.restore(Revision::new(kv.create_revision, 0), rev, kv.version);
+            index.insert(kv.key, ki);
+        }
+        None => {}
+    }
+}
+
+/// A consistent, read-only view of the store.
+pub struct ReadView<'a> {
+    state: RwLockReadGuard<'a, State>,
+    engine: &'a dyn Engine,
+}
+
+impl ReadView<'_> {
+    pub fn rev(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.state.compact_rev
+    }
+
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let reader = Reader { state: &self.state, engine: self.engine, overlay: None };
+        reader.range(range, opts, self.state.current_rev)
+    }
+
+    /// The events of every revision in `[from, to]` touching `range`, in revision order.
+    pub fn history(&self, range: &KeyRange, from: i64, to: i64) -> Result<Vec<Event>> {
+        if from < self.state.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let mut events = Vec::new();
+        let mut bad = None;
+        let start = Revision::new(from, 0).to_key(false);
+        let end = Revision::new(to.saturating_add(1), 0).to_key(false);
+        self.engine.scan(Table::Key, &start, &end, &mut |k, v| {
+            let (Some((rev, tombstone)), Ok(mut kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
+                bad = Some(k.to_vec());
+                return false;
+            };
+            if range.contains(&kv.key) {
+                let kind = if tombstone {
+                    kv.mod_revision = rev.main;
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                };
+                events.push(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None });
+            }
+            true
+        })?;
+        match bad {
+            Some(k) => Err(Error::Storage(format!("malformed history record at {k:?}"))),
+            None => Ok(events),
+        }
+    }
+}
+
+/// Range reads shared by read views and write transactions.
+struct Reader<'s> {
+    state: &'s State,
+    engine: &'s dyn Engine,
+    /// Values written by the current apply batch, not yet in the engine.
+    overlay: Option<&'s HashMap<Revision, KeyValue>>,
+}
+
+impl Reader<'_> {
+    fn range(&self, range: &KeyRange, opts: RangeOptions, read_rev: i64) -> Result<RangeResult> {
+        let current = self.state.current_rev;
+        if opts.rev > current {
+            return Err(Error::FutureRev);
+        }
+        let at = if opts.rev <= 0 { read_rev } else { opts.rev };
+        if at < self.state.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let revs = self.revisions(range, at);
+        let count = revs.len() as i64;
+        if opts.count_only {
+            return Ok(RangeResult { kvs: Vec::new(), count, rev: current });
+        }
+        let take = if opts.limit > 0 { (opts.limit as usize).min(revs.len()) } else { revs.len() };
+        let kvs = revs[..take].iter().map(|r| self.value(*r)).collect::<Result<Vec<_>>>()?;
+        Ok(RangeResult { kvs, count, rev: current })
+    }
+
+    /// Revisions of the live version, as of `at`, of every key in `range`, in key order.
+    fn revisions(&self, range: &KeyRange, at: i64) -> Vec<Revision> {
+        let found = |ki: &KeyIndex| ki.get(at).map(|f| f.modified);
+        match range {
+            KeyRange::Single(k) => self.state.index.get(k).and_then(found).into_iter().collect(),
+            KeyRange::From(start) => self
+                .state
+                .index
+                .range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded))
+                .filter_map(|(_, ki)| found(ki))
+                .collect(),
+            KeyRange::Between(start, end) if start < end => self
+                .state
+                .index
+                .range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Excluded(end.as_slice())))
+                .filter_map(|(_, ki)| found(ki))
+                .collect(),
+            KeyRange::Between(..) => Vec::new(),
+        }
+    }
+
+    fn value(&self, rev: Revision) -> Result<KeyValue> {
+        if let Some(kv) = self.overlay.and_then(|o| o.get(&rev)) {
+            return Ok(kv.clone());
+        }
+        let bytes = self
+            .engine
+            .get(Table::Key, &rev.to_key(false))?
+            .ok_or_else(|| Error::Storage(format!("revision {rev} is indexed but not stored")))?;
+        KeyValue::decode(bytes.as_slice()).map_err(|e| Error::Storage(format!("revision {rev}: {e}")))
+    }
+}
+
+/// A group of write transactions applied as one engine batch. Holds the store's exclusive lock.
+pub struct ApplyBatch<'a> {
+    state: RwLockWriteGuard<'a, State>,
+    engine: &'a dyn Engine,
+    batch: WriteBatch,
+    overlay: HashMap<Revision, KeyValue>,
+    events: Vec<Event>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    pub fn rev(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.state.compact_rev
+    }
+
+    /// Starts the next write transaction; it takes revision `rev() + 1` if it changes anything.
+    pub fn txn(&mut self) -> WriteTxn<'_, 'a> {
+        let begin_rev = self.state.current_rev;
+        WriteTxn { apply: self, begin_rev, changes: 0 }
+    }
+
+    /// Compacts history below `rev`: keeps each key's newest version at or below it. Records the
+    /// scheduled and finished markers in the same batch, so a crash never leaves it half done.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        if rev <= self.state.compact_rev {
+            return Err(Error::Compacted);
+        }
+        if rev > self.state.current_rev {
+            return Err(Error::FutureRev);
+        }
+        self.state.compact_rev = rev;
+        let mut keep = HashSet::new();
+        self.state.index.retain(|_, ki| {
+            ki.compact(rev, &mut keep);
+            !ki.is_empty()
+        });
+        let end = Revision::new(rev + 1, 0).to_key(false);
+        let batch = &mut self.batch;
+        self.engine.scan(Table::Key, b"", &end, &mut |k, _| {
+            if let Some((r, _)) = Revision::from_key(k) {
+                if !keep.contains(&r) {
+                    batch.delete(Table::Key, k.to_vec());
+                }
+            }
+            true
+        })?;
+        for (r, kv) in &self.overlay {
+            if r.main <= rev && !keep.contains(r) {
+                let tombstone = kv.create_revision == 0;
+                self.batch.delete(Table::Key, r.to_key(tombstone));
+            }
+        }
+        let marker = (rev as u64).to_be_bytes();
+        self.batch.put(Table::Meta, META_SCHEDULED_COMPACT, marker);
+        self.batch.put(Table::Meta, META_FINISHED_COMPACT, marker);
+        Ok(())
+    }
+
+    /// The engine batch, for the caller's own records (e.g. the applied index).
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// Writes everything atomically (unsynced: the raft log is the durable record) and returns
+    /// the events of the committed transactions, in revision order.
+    pub fn commit(self) -> Result<Vec<Event>> {
+        let ApplyBatch { state, engine, batch, events, .. } = self;
+        engine.write(batch, false)?;
+        drop(state);
+        Ok(events)
+    }
+}
+
+/// One write transaction: every change it makes shares one main revision.
+pub struct WriteTxn<'b, 'a> {
+    apply: &'b mut ApplyBatch<'a>,
+    begin_rev: i64,
+    /// Number of changes so far; also the next sub revision.
+    changes: i64,
+}
+
+impl WriteTxn<'_, '_> {
+    /// The revision reads in this transaction see: its own changes included.
+    pub fn read_rev(&self) -> i64 {
+        self.begin_rev + (self.changes > 0) as i64
+    }
+
+    /// The revision this transaction writes at.
+    pub fn write_rev(&self) -> i64 {
+        self.begin_rev + 1
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes > 0
+    }
+
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let reader = Reader { state: &self.apply.state, engine: self.apply.engine, overlay: Some(&self.apply.overlay) };
+        let mut res = reader.range(range, opts, self.read_rev())?;
+        res.rev = self.read_rev();
+        Ok(res)
+    }
+
+    /// Puts `key`; returns the revision it was written at.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
+        let rev = Revision::new(self.write_rev(), self.changes);
+        let (create_revision, version) = match self.apply.state.index.get(key).and_then(|ki| ki.get(rev.main)) {
+            Some(found) => (found.created.main, found.version + 1),
+            None => (rev.main, 1),
+        };
+        let kv = KeyValue { key: key.to_vec(), create_revision, mod_revision: rev.main, version, value, lease };
+        self.apply.state.index.entry(key.to_vec()).or_default().put(rev);
+        self.record(rev, kv, EventType::Put);
+        rev.main
+    }
+
+    /// Deletes every live key in `range`; returns how many were deleted.
+    pub fn delete_range(&mut self, range: &KeyRange) -> i64 {
+        let reader = Reader { state: &self.apply.state, engine: self.apply.engine, overlay: None };
+        let at = self.read_rev();
+        let keys: Vec<Vec<u8>> = match range {
+            KeyRange::Single(k) => reader.revisions(range, at).iter().map(|_| k.clone()).collect(),
+            _ => self.live_keys(range, at),
+        };
+        for key in &keys {
+            let rev = Revision::new(self.write_rev(), self.changes);
+            if let Some(ki) = self.apply.state.index.get_mut(key) {
+                ki.tombstone(rev);
+            }
+            let kv = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
+            self.record(rev, kv, EventType::Delete);
+        }
+        keys.len() as i64
+    }
+
+    fn live_keys(&self, range: &KeyRange, at: i64) -> Vec<Vec<u8>> {
+        let (lo, hi) = match range {
+            KeyRange::Single(k) => (Bound::Included(k.as_slice()), Bound::Included(k.as_slice())),
+            KeyRange::From(s) => (Bound::Included(s.as_slice()), Bound::Unbounded),
+            KeyRange::Between(s, e) if s < e => (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice())),
+            KeyRange::Between(..) => return Vec::new(),
+        };
+        let index = &self.apply.state.index;
+        index.range::<[u8], _>((lo, hi)).filter(|(_, ki)| ki.get(at).is_some()).map(|(k, _)| k.clone()).collect()
+    }
+
+    fn record(&mut self, rev: Revision, kv: KeyValue, kind: EventType) {
+        let tombstone = kind == EventType::Delete;
+        let stored = if tombstone { KeyValue { key: kv.key.clone(), ..Default::default() } } else { kv.clone() };
+        self.apply.batch.put(Table::Key, rev.to_key(tombstone), stored.encode_to_vec());
+        self.apply.overlay.insert(rev, stored);
+        self.apply.events.push(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None });
+        self.changes += 1;
+        self.apply.state.current_rev = self.begin_rev + 1;
+    }
+}
+
+/// Reads shared by read views and write transactions, so etcd's request logic runs on either.
+pub trait KvRead {
+    fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult>;
+    /// The revision reads see by default.
+    fn read_rev(&self) -> i64;
+    /// The oldest revision still readable.
+    fn compact_rev(&self) -> i64;
+}
+
+/// Writes of a transaction; every change shares one main revision.
+pub trait KvWrite: KvRead {
+    /// Puts `key`; returns the revision written.
+    fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64>;
+    /// Deletes the live keys of `range`; returns how many.
+    fn delete_range(&mut self, range: &KeyRange) -> Result<i64>;
+    /// The revision this transaction writes at.
+    fn write_rev(&self) -> i64;
+    fn has_changes(&self) -> bool;
+}
+
+impl KvRead for ReadView<'_> {
+    fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        ReadView::range(self, range, opts)
+    }
+
+    fn read_rev(&self) -> i64 {
+        self.rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        ReadView::compact_rev(self)
+    }
+}
+
+impl KvRead for WriteTxn<'_, '_> {
+    fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        WriteTxn::range(self, range, opts)
+    }
+
+    fn read_rev(&self) -> i64 {
+        WriteTxn::read_rev(self)
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.apply.state.compact_rev
+    }
+}
+
+impl KvWrite for WriteTxn<'_, '_> {
+    fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64> {
+        Ok(WriteTxn::put(self, key, value, lease))
+    }
+
+    fn delete_range(&mut self, range: &KeyRange) -> Result<i64> {
+        Ok(WriteTxn::delete_range(self, range))
+    }
+
+    fn write_rev(&self) -> i64 {
+        WriteTxn::write_rev(self)
+    }
+
+    fn has_changes(&self) -> bool {
+        WriteTxn::has_changes(self)
+    }
+}

@@ -1,0 +1,160 @@
+//! KvStore behaviour on both engines: revisions, versions, ranges at old revisions, compaction,
+//! and rebuilding the index from stored history.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::error::Error;
+use crate::storage::{Engine, MemoryEngine, RocksEngine};
+
+fn engines() -> Vec<(Arc<dyn Engine>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks: Arc<dyn Engine> = Arc::new(RocksEngine::open(&dir.path().join("db")).unwrap());
+    vec![(Arc::new(MemoryEngine::new()), tempfile::tempdir().unwrap()), (rocks, dir)]
+}
+
+fn put(kv: &KvStore, key: &str, value: &str) -> i64 {
+    let mut apply = kv.apply();
+    let rev = apply.txn().put(key.as_bytes(), value.as_bytes().to_vec(), 0);
+    apply.commit().unwrap();
+    rev
+}
+
+fn del(kv: &KvStore, range: KeyRange) -> i64 {
+    let mut apply = kv.apply();
+    let n = apply.txn().delete_range(&range);
+    apply.commit().unwrap();
+    n
+}
+
+fn get(kv: &KvStore, range: KeyRange, rev: i64) -> Result<Vec<(String, String, i64, i64, i64)>, Error> {
+    let res = kv.read().range(&range, RangeOptions { rev, ..Default::default() })?;
+    Ok(res
+        .kvs
+        .into_iter()
+        .map(|k| {
+            (
+                String::from_utf8(k.key).unwrap(),
+                String::from_utf8(k.value).unwrap(),
+                k.create_revision,
+                k.mod_revision,
+                k.version,
+            )
+        })
+        .collect())
+}
+
+fn single(k: &str) -> KeyRange {
+    KeyRange::Single(k.as_bytes().to_vec())
+}
+
+#[test]
+fn revisions_versions_and_history() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine.clone()).unwrap();
+        assert_eq!(kv.read().rev(), 1, "a new store starts at revision 1 as etcd");
+        assert_eq!(put(&kv, "foo", "a"), 2);
+        assert_eq!(put(&kv, "foo", "b"), 3);
+        assert_eq!(put(&kv, "bar", "x"), 4);
+        assert_eq!(get(&kv, single("foo"), 0).unwrap(), vec![("foo".into(), "b".into(), 2, 3, 2)]);
+        assert_eq!(get(&kv, single("foo"), 2).unwrap(), vec![("foo".into(), "a".into(), 2, 2, 1)]);
+        assert_eq!(get(&kv, single("bar"), 3).unwrap(), vec![]);
+        assert_eq!(del(&kv, single("foo")), 1);
+        assert_eq!(del(&kv, single("foo")), 0, "deleting a missing key changes nothing");
+        assert_eq!(kv.read().rev(), 5);
+        assert_eq!(put(&kv, "foo", "c"), 6);
+        assert_eq!(get(&kv, single("foo"), 0).unwrap(), vec![("foo".into(), "c".into(), 6, 6, 1)]);
+        assert_eq!(get(&kv, single("foo"), 7), Err(Error::FutureRev));
+        let all = get(&kv, KeyRange::From(b"\0".to_vec()), 0).unwrap();
+        assert_eq!(all.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), ["bar", "foo"]);
+        let hist = kv.read().history(&single("foo"), 1, 6).unwrap();
+        let kinds: Vec<(i32, i64)> = hist.iter().map(|e| (e.r#type, e.kv.as_ref().unwrap().mod_revision)).collect();
+        assert_eq!(kinds, vec![(0, 2), (0, 3), (1, 5), (0, 6)]);
+    }
+}
+
+#[test]
+fn txn_sees_its_own_writes_at_one_revision() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine).unwrap();
+        let mut apply = kv.apply();
+        let mut txn = apply.txn();
+        txn.put(b"a", b"1".to_vec(), 0);
+        txn.put(b"a", b"2".to_vec(), 0);
+        txn.put(b"b", b"3".to_vec(), 0);
+        let seen = txn.range(&KeyRange::From(b"a".to_vec()), RangeOptions::default()).unwrap();
+        assert_eq!(seen.kvs.len(), 2);
+        assert_eq!(seen.kvs[0].value, b"2");
+        assert_eq!(seen.kvs[0].version, 2);
+        assert_eq!(txn.delete_range(&KeyRange::Single(b"b".to_vec())), 1);
+        let mut txn2 = apply.txn();
+        assert_eq!(txn2.put(b"c", b"4".to_vec(), 0), 3, "the next txn in the batch takes the next revision");
+        apply.commit().unwrap();
+        assert_eq!(get(&kv, single("a"), 0).unwrap(), vec![("a".into(), "2".into(), 2, 2, 2)]);
+        assert_eq!(get(&kv, single("b"), 0).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn limit_count_and_count_only() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine).unwrap();
+        for k in ["k1", "k2", "k3", "k4"] {
+            put(&kv, k, "v");
+        }
+        let range = KeyRange::new(b"k", &prefix_end(b"k"));
+        let res = kv.read().range(&range, RangeOptions { limit: 2, ..Default::default() }).unwrap();
+        assert_eq!((res.kvs.len(), res.count, res.rev), (2, 4, 5));
+        let res = kv.read().range(&range, RangeOptions { count_only: true, ..Default::default() }).unwrap();
+        assert_eq!((res.kvs.len(), res.count), (0, 4));
+        let res = kv.read().range(&KeyRange::new(b"k3", b"k1"), RangeOptions::default()).unwrap();
+        assert_eq!(res.count, 0);
+    }
+}
+
+#[test]
+fn compaction_keeps_latest_and_survives_reopen() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine.clone()).unwrap();
+        put(&kv, "a", "1"); // 2
+        put(&kv, "a", "2"); // 3
+        put(&kv, "b", "1"); // 4
+        del(&kv, single("b")); // 5
+        put(&kv, "a", "3"); // 6
+        let mut apply = kv.apply();
+        assert_eq!(apply.compact(7), Err(Error::FutureRev));
+        apply.compact(5).unwrap();
+        assert_eq!(apply.compact(5), Err(Error::Compacted));
+        apply.commit().unwrap();
+        assert_eq!(get(&kv, single("a"), 4), Err(Error::Compacted));
+        assert_eq!(get(&kv, single("a"), 5).unwrap(), vec![("a".into(), "2".into(), 2, 3, 2)]);
+        assert_eq!(get(&kv, single("b"), 5).unwrap(), vec![]);
+        assert_eq!(kv.read().history(&KeyRange::From(vec![0]), 4, 6), Err(Error::Compacted));
+        let stored = crate::storage::scan_all(&*engine, crate::storage::Table::Key, b"", b"").unwrap();
+        assert_eq!(stored.len(), 2, "only a@3 and a@6 stay stored");
+        drop(kv);
+        let kv = KvStore::open(engine).unwrap();
+        assert_eq!(kv.read().rev(), 6);
+        assert_eq!(kv.read().compact_rev(), 5);
+        assert_eq!(get(&kv, single("a"), 0).unwrap(), vec![("a".into(), "3".into(), 2, 6, 3)]);
+        assert_eq!(get(&kv, single("a"), 5).unwrap(), vec![("a".into(), "2".into(), 2, 3, 2)]);
+        assert_eq!(put(&kv, "a", "4"), 7);
+        assert_eq!(get(&kv, single("a"), 0).unwrap(), vec![("a".into(), "4".into(), 2, 7, 4)]);
+    }
+}
+
+#[test]
+fn compaction_of_a_trailing_delete_keeps_the_revision() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine.clone()).unwrap();
+        put(&kv, "a", "1");
+        del(&kv, single("a"));
+        let mut apply = kv.apply();
+        apply.compact(3).unwrap();
+        apply.commit().unwrap();
+        drop(kv);
+        let kv = KvStore::open(engine).unwrap();
+        assert_eq!(kv.read().rev(), 3, "the current revision never goes back");
+        assert_eq!(put(&kv, "a", "2"), 4);
+    }
+}

@@ -1,0 +1,243 @@
+//! The raft node loop: one thread owns the raft-rs `RawNode` and runs raft-rs's Ready recipe.
+//!
+//! Each turn of the loop:
+//!
+//! 1. waits for a command or the next tick, then drains every queued command — all proposals
+//!    that arrived while the previous turn was writing go into this turn's single log write
+//!    (group commit: one fsync for many requests);
+//! 2. starts one batched ReadIndex round for all reads that arrived;
+//! 3. handles the Ready: sends leader messages, persists entries + hard state in one synced
+//!    batch, sends messages that must follow persistence, hands committed entries to the
+//!    [`StateMachine`] (which writes their effects and the applied index in one batch), answers
+//!    ReadIndex requests, and publishes [`RaftStatus`].
+//!
+//! raft-rs drops a ReadIndex silently when the leader has not committed in its term or a
+//! follower knows no leader; pending reads therefore carry a deadline and fail with `Timeout`.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use raft::prelude::{Entry, EntryType};
+use raft::{RawNode, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use super::log_store::LogStore;
+use super::{logger, Command, RaftStatus, Role, StateMachine, Transport};
+use crate::error::{Error, Result};
+
+/// Settings of one raft member.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    /// The state machine's applied index at start: raft resumes delivery after it.
+    pub applied: u64,
+}
+
+struct PendingRead {
+    ctx: Vec<u8>,
+    deadline: Instant,
+    waiters: Vec<oneshot::Sender<Result<u64>>>,
+}
+
+pub(super) struct Node<S: StateMachine, T: Transport> {
+    raw: RawNode<LogStore>,
+    sm: S,
+    transport: T,
+    rx: Receiver<Command>,
+    status: watch::Sender<RaftStatus>,
+    tick: Duration,
+    read_timeout: Duration,
+    next_read_ctx: u64,
+    reads: VecDeque<PendingRead>,
+}
+
+impl<S: StateMachine, T: Transport> Node<S, T> {
+    pub(super) fn new(
+        cfg: &NodeConfig,
+        store: LogStore,
+        sm: S,
+        transport: T,
+        rx: Receiver<Command>,
+        status: watch::Sender<RaftStatus>,
+    ) -> Result<Self> {
+        let rc = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied: cfg.applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        rc.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))?;
+        let raw =
+            RawNode::new(&rc, store, &logger::to_tracing()).map_err(|e| Error::Internal(format!("raft start: {e}")))?;
+        let read_timeout = cfg.tick * (cfg.election_ticks as u32) * 2;
+        Ok(Self {
+            raw,
+            sm,
+            transport,
+            rx,
+            status,
+            tick: cfg.tick,
+            read_timeout,
+            next_read_ctx: 1,
+            reads: VecDeque::new(),
+        })
+    }
+
+    /// Runs until every command sender is dropped.
+    pub(super) fn run(mut self) -> Result<()> {
+        if self.raw.raft.prs().conf().voters().ids().len() == 1
+            && self.raw.raft.prs().conf().voters().contains(self.raw.raft.id)
+        {
+            // A single voter need not wait an election timeout to lead.
+            self.raw.campaign().map_err(|e| Error::Internal(format!("campaign: {e}")))?;
+        }
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut reads = Vec::new();
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => self.handle(cmd, &mut reads),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                self.handle(cmd, &mut reads);
+            }
+            if !reads.is_empty() {
+                self.start_read(reads);
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick = Instant::now() + self.tick;
+                self.expire_reads();
+            }
+            self.on_ready()?;
+        }
+    }
+
+    fn handle(&mut self, cmd: Command, reads: &mut Vec<oneshot::Sender<Result<u64>>>) {
+        match cmd {
+            Command::Propose { data, done } => {
+                let res = self.raw.propose(Vec::new(), data).map_err(|e| match e {
+                    raft::Error::ProposalDropped => Error::NoLeader,
+                    other => Error::Internal(other.to_string()),
+                });
+                // The proposer may have given up already; nothing to do then.
+                let _unwanted = done.send(res);
+            }
+            Command::ReadIndex { done } => reads.push(done),
+            Command::Step(msg) => {
+                if let Err(e) = self.raw.step(msg) {
+                    tracing::debug!(error = %e, "raft step rejected a message");
+                }
+            }
+        }
+    }
+
+    fn start_read(&mut self, waiters: Vec<oneshot::Sender<Result<u64>>>) {
+        let ctx = self.next_read_ctx.to_be_bytes().to_vec();
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.clone());
+        self.reads.push_back(PendingRead { ctx, deadline: Instant::now() + self.read_timeout, waiters });
+    }
+
+    fn expire_reads(&mut self) {
+        let now = Instant::now();
+        self.reads.retain_mut(|r| {
+            if r.deadline > now {
+                return true;
+            }
+            for w in r.waiters.drain(..) {
+                let _unwanted = w.send(Err(Error::Timeout));
+            }
+            false
+        });
+    }
+
+    fn answer_reads(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
+            if let Some(pos) = self.reads.iter().position(|r| r.ctx == rs.request_ctx) {
+                let read = self.reads.remove(pos).expect("position is in range");
+                for w in read.waiters {
+                    let _unwanted = w.send(Ok(rs.index));
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            return Err(Error::Unimplemented("installing raft snapshots from a leader".into()));
+        }
+        self.apply(ready.take_committed_entries())?;
+        self.raw.store().persist(ready.entries(), ready.hs())?;
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        let read_states = ready.take_read_states();
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.store().set_commit(commit);
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.answer_reads(read_states);
+        self.publish();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut normal = Vec::with_capacity(entries.len());
+        for e in entries {
+            match e.get_entry_type() {
+                EntryType::EntryNormal => normal.push(e),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    return Err(Error::Unimplemented("raft configuration changes".into()));
+                }
+            }
+        }
+        self.sm.apply(normal)
+    }
+
+    fn publish(&mut self) {
+        let raft = &self.raw.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+            StateRole::Follower => Role::Follower,
+        };
+        let next = RaftStatus {
+            id: raft.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: raft.raft_log.applied,
+            last_index: raft.raft_log.last_index(),
+            role,
+        };
+        self.status.send_if_modified(|cur| {
+            let changed = *cur != next;
+            *cur = next;
+            changed
+        });
+    }
+}

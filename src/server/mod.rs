@@ -1,0 +1,259 @@
+//! The etcd server: the state machine, the propose/wait pipeline and linearizable reads.
+//!
+//! ```text
+//!  api ──► Server::put ──validate──► propose(InternalRequest{id}) ──► raft ──► Applier
+//!              ▲                                                            │ one batch
+//!              └────────────── Waiters[id] ◄────────── result ──────────────┘
+//!  api ──► Server::range ──► ReadIndex ──► wait applied >= index ──► ReadView (local)
+//! ```
+//!
+//! * Writes are validated first (bad input changes nothing), then proposed; the caller waits for
+//!   its own result by request id, with etcd's request timeout. A timeout after a term change is
+//!   reported as `leader changed`.
+//! * Linearizable reads share a batched ReadIndex round, then read locally once the applied index
+//!   reaches it. Serializable reads skip the round. Read-only txns never go through raft.
+//!
+//! Not done here yet: leases, auth, watch, membership changes (see `docs/compatibility.md`).
+
+pub mod apply;
+pub mod kv;
+pub mod membership;
+pub mod validate;
+mod waiters;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+
+use self::apply::{Applier, NoLeases};
+pub use self::membership::Member;
+use self::waiters::Waiters;
+use crate::error::{Error, Result};
+use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, RangeOptions, RangeResult, ReadView};
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::proto::metastorepb::internal_request::Request;
+use crate::proto::metastorepb::InternalRequest;
+use crate::raft::{self, LocalTransport, NodeConfig, RaftHandle, RaftStatus};
+use crate::storage::schema::{decode_u64, META_APPLIED_INDEX};
+use crate::storage::{Engine, Table};
+
+/// What the server needs from the command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+}
+
+impl ServerConfig {
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + self.heartbeat * (2 * self.election_ticks as u32)
+    }
+}
+
+/// The result of one applied request.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+pub struct Server {
+    cfg: ServerConfig,
+    engine: Arc<dyn Engine>,
+    kv: Arc<KvStore>,
+    raft: RaftHandle,
+    waiters: Arc<Waiters>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    /// Opens the state on `engine` and starts the raft node. A fatal raft error ends the process:
+    /// a member that cannot apply its log must not keep answering.
+    pub fn start(cfg: ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<Self>> {
+        let kv = Arc::new(KvStore::open(engine.clone())?);
+        let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
+        let waiters = Arc::new(Waiters::default());
+        let applier = Applier { kv: kv.clone(), waiters: waiters.clone() };
+        let node = NodeConfig { id: cfg.member_id, tick: cfg.heartbeat, election_ticks: cfg.election_ticks, applied };
+        let voters = cfg.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
+        let (raft, thread) = raft::start(engine.clone(), node, voters, applier, LocalTransport)?;
+        std::thread::spawn(move || {
+            let outcome = thread.join();
+            tracing::error!(?outcome, "raft node stopped; exiting");
+            std::process::exit(1);
+        });
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
+        Ok(Arc::new(Self { cfg, engine, kv, raft, waiters, next_id }))
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub fn raft_status(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// The header every response carries.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cfg.cluster_id,
+            member_id: self.cfg.member_id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> i64 {
+        self.kv.read().rev()
+    }
+
+    /// Waits until a local read reflects every write committed before the call.
+    pub async fn linearizable_barrier(&self) -> Result<()> {
+        let index = self.raft.read_index().await?;
+        let mut status = self.raft.subscribe();
+        let reached = async { status.wait_for(|s| s.applied >= index).await.map(|_| ()) };
+        match tokio::time::timeout(self.cfg.request_timeout(), reached).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    pub async fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        validate::range(r)?;
+        if !r.serializable {
+            self.linearizable_barrier().await?;
+        }
+        kv::range(&self.kv.read(), r)
+    }
+
+    /// A range read on the local state, for internal users (health checks, status).
+    pub fn local_range(&self, range: &KeyRange) -> Result<RangeResult> {
+        self.kv.read().range(range, RangeOptions::default())
+    }
+
+    pub async fn put(&self, p: PutRequest) -> Result<PutResponse> {
+        validate::put(&p)?;
+        match self.propose(Request::Put(p)).await? {
+            Applied::Put(r) => Ok(r),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        validate::delete_range(&d)?;
+        match self.propose(Request::DeleteRange(d)).await? {
+            Applied::DeleteRange(r) => Ok(r),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse> {
+        validate::txn(&t, self.cfg.max_txn_ops)?;
+        if kv::txn_is_read_only(&t) {
+            if !txn_is_serializable(&t) {
+                self.linearizable_barrier().await?;
+            }
+            return kv::txn(&mut ReadOnly(self.kv.read()), &t, &NoLeases);
+        }
+        match self.propose(Request::Txn(t)).await? {
+            Applied::Txn(r) => Ok(r),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    /// Compacts history; etcd's `physical` flag needs no extra wait here, because compaction
+    /// completes within the apply of its entry.
+    pub async fn compact(&self, c: CompactionRequest) -> Result<CompactionResponse> {
+        match self.propose(Request::Compaction(c)).await? {
+            Applied::Compaction(r) => Ok(r),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    async fn propose(&self, request: Request) -> Result<Applied> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let term = self.raft.status().term;
+        let result = self.waiters.register(id);
+        if let Err(e) = self.raft.propose(data).await {
+            self.waiters.cancel(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), result).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.cancel(id);
+                Err(if self.raft.status().term != term { Error::LeaderChanged } else { Error::Timeout })
+            }
+        }
+    }
+}
+
+fn mismatch(applied: Applied) -> Error {
+    Error::Internal(format!("applied result of the wrong kind: {applied:?}"))
+}
+
+fn txn_is_serializable(t: &TxnRequest) -> bool {
+    use crate::proto::etcdserverpb::request_op::Request as Op;
+    t.success.iter().chain(&t.failure).all(|op| matches!(&op.request, Some(Op::RequestRange(r)) if r.serializable))
+}
+
+/// A read view running a read-only txn; the txn logic never calls its writes.
+struct ReadOnly<'a>(ReadView<'a>);
+
+impl KvRead for ReadOnly<'_> {
+    fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        self.0.range(range, opts)
+    }
+
+    fn read_rev(&self) -> i64 {
+        self.0.rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.0.compact_rev()
+    }
+}
+
+impl KvWrite for ReadOnly<'_> {
+    fn put(&mut self, _key: &[u8], _value: Vec<u8>, _lease: i64) -> Result<i64> {
+        Err(Error::Internal("put in a read-only txn".into()))
+    }
+
+    fn delete_range(&mut self, _range: &KeyRange) -> Result<i64> {
+        Err(Error::Internal("delete in a read-only txn".into()))
+    }
+
+    fn write_rev(&self) -> i64 {
+        self.0.rev()
+    }
+
+    fn has_changes(&self) -> bool {
+        false
+    }
+}

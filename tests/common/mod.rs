@@ -1,0 +1,171 @@
+//! Process-test harness: starts the real `metastore` binary on ephemeral loopback ports in a
+//! temporary data dir, polls its health until it serves, and kills it (by PID) when dropped.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_metastore");
+
+/// Reserves a free loopback port by binding port 0 and releasing it.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+pub struct Member {
+    pub child: Option<Child>,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Member {
+    /// Starts a single member with `extra` flags on a fresh data dir.
+    pub fn start(extra: &[&str]) -> Member {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut m = Self::configure(&data_dir, extra);
+        m._tmp = Some(tmp);
+        m.spawn();
+        m
+    }
+
+    fn configure(data_dir: &Path, extra: &[&str]) -> Member {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            "n1".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("n1={peer_url}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Member { child: None, client_url, peer_url, data_dir: data_dir.to_path_buf(), args, _tmp: None }
+    }
+
+    /// (Re)starts the process with the same arguments and waits until it serves.
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child =
+            Command::new(BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("spawn metastore");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        let parent = self.data_dir.parent().expect("data dir has a parent").to_path_buf();
+        parent.join("metastore.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.client_url.clone()
+    }
+
+    /// Polls `/health` until the member answers healthy (bounded: 30 s).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.client_url.trim_start_matches("http://").to_string();
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("metastore exited early with {status}; log:\n{}", self.log());
+            }
+            if http_get(&addr, "/health").is_some_and(|b| b.contains("\"health\":\"true\"")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("metastore did not become healthy within 30 s; log:\n{}", self.log());
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill metastore");
+            c.wait().expect("reap metastore");
+        }
+    }
+
+    /// Runs stock etcdctl against this member.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_stdin(args, None)
+    }
+
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        etcdctl(&self.endpoint(), args, stdin)
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], None).await.expect("connect etcd-client")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("etcdctl is installed (make test installs etcd-client)");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("etcdctl output")
+}
+
+/// stdout of a successful etcdctl call.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "etcdctl failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 output")
+}
+
+/// stderr of a failed etcdctl call.
+pub fn fails(out: Output) -> String {
+    assert!(!out.status.success(), "etcdctl unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).expect("utf8 output")
+}
+
+/// A minimal HTTP/1.1 GET on loopback; `None` if the server is not answering.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
