@@ -29,7 +29,10 @@ fn main() {
     };
     init_logging(&cfg.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(*cfg)) {
+    let outcome = runtime.block_on(run(*cfg));
+    // Dropping the runtime drops every task holding the server, so storage closes before exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Err(e) = outcome {
         tracing::error!("{e}");
         std::process::exit(1);
     }
@@ -90,7 +93,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         tracing::info!("embed: serving insecure client requests on {url}, this is strongly discouraged!");
         tasks.spawn(api::serve(server.clone(), listener, cfg.max_request_bytes));
     }
-    tokio::select! {
+    let outcome = tokio::select! {
         Some(res) = tasks.join_next() => match res {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -100,7 +103,11 @@ async fn run(cfg: Config) -> Result<(), String> {
             tracing::info!("received a termination signal; stopping");
             Ok(())
         }
-    }
+    };
+    tasks.abort_all();
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await.map_err(|e| format!("stopping raft: {e}"))?;
+    outcome
 }
 
 fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {

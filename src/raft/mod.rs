@@ -99,6 +99,8 @@ pub(crate) enum Command {
     },
     #[allow(dead_code)] // fed by the peer transport
     Step(Message),
+    /// Ends the node loop after the current turn (graceful shutdown).
+    Stop,
 }
 
 /// The server's handle on the node loop. Cheap to clone.
@@ -131,6 +133,12 @@ impl RaftHandle {
     pub fn subscribe(&self) -> watch::Receiver<RaftStatus> {
         self.status.clone()
     }
+
+    /// Asks the node loop to stop; its thread then releases the log store.
+    pub fn stop(&self) {
+        // Already stopped if the loop is gone: nothing left to ask.
+        let _gone = self.tx.send(Command::Stop);
+    }
 }
 
 /// Opens (or bootstraps, when the engine holds no log) the raft log and starts the node thread.
@@ -151,7 +159,15 @@ pub fn start<S: StateMachine, T: Transport>(
     let node = node::Node::new(&cfg, store, sm, transport, rx, status_tx)?;
     let thread = std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || node.run())
+        .spawn(move || {
+            let outcome = node.run();
+            if let Err(e) = &outcome {
+                // A member that cannot persist or apply its log must not keep answering clients.
+                tracing::error!(error = %e, "raft node failed; exiting");
+                std::process::exit(1);
+            }
+            outcome
+        })
         .map_err(|e| Error::Internal(format!("spawn raft thread: {e}")))?;
     Ok((RaftHandle { tx, status: status_rx }, thread))
 }

@@ -103,13 +103,14 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let mut reads = Vec::new();
+            let mut stop = false;
             match self.rx.recv_timeout(wait) {
-                Ok(cmd) => self.handle(cmd, &mut reads),
+                Ok(cmd) => stop |= self.handle(cmd, &mut reads),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
             while let Ok(cmd) = self.rx.try_recv() {
-                self.handle(cmd, &mut reads);
+                stop |= self.handle(cmd, &mut reads);
             }
             if !reads.is_empty() {
                 self.start_read(reads);
@@ -120,10 +121,14 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 self.expire_reads();
             }
             self.on_ready()?;
+            if stop {
+                return Ok(());
+            }
         }
     }
 
-    fn handle(&mut self, cmd: Command, reads: &mut Vec<oneshot::Sender<Result<u64>>>) {
+    /// Handles one command; returns `true` when asked to stop.
+    fn handle(&mut self, cmd: Command, reads: &mut Vec<oneshot::Sender<Result<u64>>>) -> bool {
         match cmd {
             Command::Propose { data, done } => {
                 let res = self.raw.propose(Vec::new(), data).map_err(|e| match e {
@@ -139,7 +144,9 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                     tracing::debug!(error = %e, "raft step rejected a message");
                 }
             }
+            Command::Stop => return true,
         }
+        false
     }
 
     fn start_read(&mut self, waiters: Vec<oneshot::Sender<Result<u64>>>) {

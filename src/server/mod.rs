@@ -22,7 +22,7 @@ pub mod validate;
 mod waiters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
@@ -77,11 +77,12 @@ pub struct Server {
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
+    raft_thread: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
 }
 
 impl Server {
-    /// Opens the state on `engine` and starts the raft node. A fatal raft error ends the process:
-    /// a member that cannot apply its log must not keep answering.
+    /// Opens the state on `engine` and starts the raft node. A fatal raft error ends the process
+    /// (see `raft::start`): a member that cannot apply its log must not keep answering.
     pub fn start(cfg: ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<Self>> {
         let kv = Arc::new(KvStore::open(engine.clone())?);
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
@@ -90,14 +91,20 @@ impl Server {
         let node = NodeConfig { id: cfg.member_id, tick: cfg.heartbeat, election_ticks: cfg.election_ticks, applied };
         let voters = cfg.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
         let (raft, thread) = raft::start(engine.clone(), node, voters, applier, LocalTransport)?;
-        std::thread::spawn(move || {
-            let outcome = thread.join();
-            tracing::error!(?outcome, "raft node stopped; exiting");
-            std::process::exit(1);
-        });
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
-        Ok(Arc::new(Self { cfg, engine, kv, raft, waiters, next_id }))
+        let raft_thread = Mutex::new(Some(thread));
+        Ok(Arc::new(Self { cfg, engine, kv, raft, waiters, next_id, raft_thread }))
+    }
+
+    /// Stops the raft node and waits for its thread, so storage can close cleanly.
+    pub fn stop(&self) {
+        self.raft.stop();
+        if let Some(thread) = self.raft_thread.lock().expect("raft thread lock").take() {
+            if let Ok(Err(e)) = thread.join() {
+                tracing::error!(error = %e, "raft node had failed");
+            }
+        }
     }
 
     pub fn config(&self) -> &ServerConfig {
