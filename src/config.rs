@@ -104,7 +104,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("experimental-enable-lease-checkpoint", Bool, "false", Ignored),
     ("experimental-compaction-batch-limit", Value, "1000", Ignored),
     ("experimental-peer-skip-client-san-verification", Bool, "false", Ignored),
-    ("experimental-watch-progress-notify-interval", Value, "10m", Ignored),
+    ("experimental-watch-progress-notify-interval", Value, "10m", Honoured),
     ("experimental-warning-apply-duration", Value, "100ms", Ignored),
     ("force-new-cluster", Bool, "false", Ignored),
     ("debug", Bool, "false", Ignored),
@@ -136,6 +136,7 @@ pub struct Config {
     pub election_ticks: usize,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub watch_progress_interval: Duration,
     pub log_level: String,
     pub storage_engine: StorageEngine,
     /// Flags given on the command line or environment that are accepted but not acted on.
@@ -241,10 +242,36 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         election_ticks: (election_ms / heartbeat_ms) as usize,
         max_request_bytes: num("max-request-bytes")? as usize,
         max_txn_ops: num("max-txn-ops")? as usize,
+        watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
         log_level: get("log-level"),
         storage_engine,
         ignored,
     })
+}
+
+/// Parses Go's duration syntax as etcd's flags use it: `500ms`, `10s`, `10m`, `1h`, `1m30s`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}");
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(value * secs);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 fn is_explicit(m: &ArgMatches, name: &str) -> bool {
@@ -331,6 +358,14 @@ mod tests {
             run(&["--name=n1", "-data-dir", "/tmp/x", "--peer-auto-tls", "--max-txn-ops", "7", "--enable-v2=false"]);
         assert_eq!((c.name.as_str(), c.data_dir.as_str(), c.max_txn_ops), ("n1", "/tmp/x", 7));
         assert_eq!(c.ignored, ["--enable-v2", "--peer-auto-tls"]);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("ten").is_err());
     }
 
     #[test]

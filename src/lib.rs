@@ -5,13 +5,15 @@
 //!
 //! ```text
 //! api ──► server ──► raft ──► storage
-//!           └──────► mvcc ───────┘
+//!           ├──────► mvcc ───────┤
+//!           └──────► lease ──────┘
 //! error, proto: leaves every layer may use; config: the command line (binary only)
 //! ```
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

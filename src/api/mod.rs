@@ -3,14 +3,16 @@
 //! on the same port ([`http`]).
 //!
 //! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
-//! Services not listed here (Watch, Lease, Auth, Lock, Election) are not registered yet, so
+//! Services not listed here (Auth, Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
 
 pub mod cluster;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod status;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ use tonic::service::Routes;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::Server;
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
@@ -37,8 +41,17 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService { server: server.clone() });
-    let router =
-        Routes::new(kv).add_service(maintenance).add_service(cluster).into_axum_router().merge(http::router(server));
+    let lease = LeaseServer::new(lease::LeaseService { server: server.clone() });
+    let watch = WatchServer::new(watch::WatchService { server: server.clone(), max_response_bytes: max_request_bytes })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let router = Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(cluster)
+        .add_service(lease)
+        .add_service(watch)
+        .into_axum_router()
+        .merge(http::router(server));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))

@@ -8,7 +8,8 @@
 //!
 //! * [`key_range`]: the `range_end` rules (single key, from-key, prefix, interval);
 //! * [`store`]: [`KvStore`], its read views, apply batches and write transactions;
-//! * [`txn`]: etcd's compare rules for `Txn`.
+//! * [`txn`]: etcd's compare rules for `Txn`;
+//! * [`watch`]: the watch hub (synced, unsynced and victim watchers, progress).
 //!
 //! Not done here: raft, request validation, leases (only their ids are recorded on keys).
 
@@ -19,6 +20,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod txn;
+pub mod watch;
 
 pub use key_range::{prefix_end, KeyRange};
 pub use revision::Revision;

@@ -307,6 +307,11 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
+    /// Events recorded so far in this batch, in revision order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
     /// The engine batch, for the caller's own records (e.g. the applied index).
     pub fn batch_mut(&mut self) -> &mut WriteBatch {
         &mut self.batch

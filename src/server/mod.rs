@@ -13,10 +13,15 @@
 //! * Linearizable reads share a batched ReadIndex round, then read locally once the applied index
 //!   reaches it. Serializable reads skip the round. Read-only txns never go through raft.
 //!
-//! Not done here yet: leases, auth, watch, membership changes (see `docs/compatibility.md`).
+//! Leases ([`leases`]): grants and revokes are replicated; the leader alone expires leases and
+//! checkpoints deadlines, both as proposals. Watches are served by the MVCC watch hub, fed by the
+//! applier after each batch.
+//!
+//! Not done here yet: auth, membership changes (see `docs/compatibility.md`).
 
 pub mod apply;
 pub mod kv;
+mod leases;
 pub mod membership;
 pub mod validate;
 mod waiters;
@@ -27,14 +32,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
-use self::apply::{Applier, NoLeases};
+use self::apply::Applier;
 pub use self::membership::Member;
 use self::waiters::Waiters;
 use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, RangeOptions, RangeResult, ReadView};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::InternalRequest;
@@ -52,12 +59,20 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     pub heartbeat: Duration,
     pub election_ticks: usize,
+    /// How often watchers that asked for progress notifications get one.
+    pub watch_progress_interval: Duration,
 }
 
 impl ServerConfig {
     /// etcd's request timeout: 5 s plus two election timeouts.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(5) + self.heartbeat * (2 * self.election_ticks as u32)
+    }
+
+    /// etcd's minimum lease TTL: one and a half election timeouts, rounded up to seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let min = self.heartbeat * ((3 * self.election_ticks as u32) / 2);
+        min.as_secs_f64().ceil() as i64
     }
 }
 
@@ -68,12 +83,17 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
 }
 
 pub struct Server {
     cfg: ServerConfig,
     engine: Arc<dyn Engine>,
     kv: Arc<KvStore>,
+    lessor: Arc<Lessor>,
+    hub: Arc<WatchHub>,
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -81,20 +101,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the state on `engine` and starts the raft node. A fatal raft error ends the process
-    /// (see `raft::start`): a member that cannot apply its log must not keep answering.
+    /// Opens the state on `engine`, starts the raft node and the lease and watch tasks (so it
+    /// must be called inside a tokio runtime). A fatal raft error ends the process (see
+    /// `raft::start`): a member that cannot apply its log must not keep answering.
     pub fn start(cfg: ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<Self>> {
         let kv = Arc::new(KvStore::open(engine.clone())?);
+        let lessor = Arc::new(Lessor::open(&*engine, cfg.min_lease_ttl())?);
+        leases::attach_stored_keys(&kv, &lessor)?;
+        let hub = WatchHub::new(kv.clone(), cfg.watch_progress_interval);
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
-        let applier = Applier { kv: kv.clone(), waiters: waiters.clone() };
+        let applier = Applier { kv: kv.clone(), lessor: lessor.clone(), hub: hub.clone(), waiters: waiters.clone() };
         let node = NodeConfig { id: cfg.member_id, tick: cfg.heartbeat, election_ticks: cfg.election_ticks, applied };
         let voters = cfg.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
         let (raft, thread) = raft::start(engine.clone(), node, voters, applier, LocalTransport)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
         let raft_thread = Mutex::new(Some(thread));
-        Ok(Arc::new(Self { cfg, engine, kv, raft, waiters, next_id, raft_thread }))
+        let server = Arc::new(Self { cfg, engine, kv, lessor, hub: hub.clone(), raft, waiters, next_id, raft_thread });
+        tokio::spawn(hub.run());
+        tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
+        Ok(server)
+    }
+
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.hub
+    }
+
+    /// A read view of the current state (e.g. for `prev_kv` of watch events).
+    pub fn read(&self) -> ReadView<'_> {
+        self.kv.read()
+    }
+
+    fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Stops the raft node and waits for its thread, so storage can close cleanly.
@@ -181,7 +221,7 @@ impl Server {
             if !txn_is_serializable(&t) {
                 self.linearizable_barrier().await?;
             }
-            return kv::txn(&mut ReadOnly(self.kv.read()), &t, &NoLeases);
+            return kv::txn(&mut ReadOnly(self.kv.read()), &t, &*self.lessor);
         }
         match self.propose(Request::Txn(t)).await? {
             Applied::Txn(r) => Ok(r),
@@ -199,7 +239,7 @@ impl Server {
     }
 
     async fn propose(&self, request: Request) -> Result<Applied> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_request_id();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);

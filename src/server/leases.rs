@@ -1,0 +1,119 @@
+//! The server's side of leases: the client calls, and the primary loop that only the leader runs
+//! — promoting the lessor when this member leads, proposing revokes for expired leases (at most
+//! etcd's 1000 per second) and checkpoints of moved deadlines.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::{Applied, Server};
+use crate::error::{Error, Result};
+use crate::lease::{LeaseStatus, Lessor};
+use crate::mvcc::{KeyRange, KvStore, RangeOptions};
+use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse};
+use crate::proto::metastorepb::internal_request::Request;
+use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest};
+use crate::raft::Role;
+
+const TICK: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// etcd revokes at most 1000 leases per second.
+const REVOKES_PER_TICK: usize = 100;
+
+/// Rebuilds which keys carry which lease from the stored key-values (at start).
+pub(super) fn attach_stored_keys(kv: &KvStore, lessor: &Lessor) -> Result<()> {
+    let all = kv.read().range(&KeyRange::From(vec![0]), RangeOptions::default())?;
+    for item in all.kvs.iter().filter(|kv| kv.lease != 0) {
+        lessor.attach(&item.key, item.lease);
+    }
+    Ok(())
+}
+
+impl Server {
+    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if r.id == 0 {
+            r.id = (self.next_request_id() & ((1 << 63) - 1)) as i64;
+        }
+        match self.propose(Request::LeaseGrant(r)).await? {
+            Applied::LeaseGrant(resp) => Ok(resp),
+            other => Err(super::mismatch(other)),
+        }
+    }
+
+    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        match self.propose(Request::LeaseRevoke(r)).await? {
+            Applied::LeaseRevoke(resp) => Ok(resp),
+            other => Err(super::mismatch(other)),
+        }
+    }
+
+    /// A keep-alive; answered by the leader, whose lessor tracks expiry.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64> {
+        self.linearizable_barrier().await?;
+        self.lessor.renew(id)
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
+        self.linearizable_barrier().await?;
+        Ok(self.lessor.time_to_live(id))
+    }
+
+    pub async fn lease_leases(&self) -> Result<Vec<i64>> {
+        self.linearizable_barrier().await?;
+        Ok(self.lessor.leases())
+    }
+}
+
+/// Runs while the server lives: follows leadership and, as primary, expires and checkpoints.
+pub(super) async fn run_primary(server: Weak<Server>) {
+    let mut revoking: HashSet<i64> = HashSet::new();
+    let mut last_checkpoint = Instant::now();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tick.tick().await;
+        let Some(server) = server.upgrade() else { return };
+        let leading = server.raft.status().role == Role::Leader;
+        match (leading, server.lessor.is_primary()) {
+            (true, false) => server.lessor.promote(),
+            (false, true) => server.lessor.demote(),
+            _ => {}
+        }
+        if !leading {
+            revoking.clear();
+            continue;
+        }
+        for id in server.lessor.expired(REVOKES_PER_TICK) {
+            if revoking.insert(id) {
+                spawn_revoke(server.clone(), id);
+            }
+        }
+        revoking.retain(|id| server.lessor.exists(*id));
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            last_checkpoint = Instant::now();
+            let due = server.lessor.due_checkpoints(1000);
+            if !due.is_empty() {
+                spawn_checkpoint(server.clone(), due);
+            }
+        }
+    }
+}
+
+fn spawn_revoke(server: Arc<Server>, id: i64) {
+    tokio::spawn(async move {
+        match server.lease_revoke(LeaseRevokeRequest { id }).await {
+            Ok(_) | Err(Error::LeaseNotFound) => {}
+            Err(e) => tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
+        }
+    });
+}
+
+fn spawn_checkpoint(server: Arc<Server>, due: Vec<(i64, i64)>) {
+    tokio::spawn(async move {
+        let checkpoints =
+            due.into_iter().map(|(id, deadline_unix_ms)| LeaseCheckpoint { id, deadline_unix_ms }).collect();
+        let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
+        if let Err(e) = server.propose(req).await {
+            tracing::debug!(error = %e, "lease checkpoint not applied; the next one will retry");
+        }
+    });
+}
