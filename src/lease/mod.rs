@@ -193,6 +193,9 @@ impl Lessor {
     /// full TTL for leases never checkpointed).
     pub fn promote(&self) {
         let mut st = self.lock();
+        if st.primary {
+            return;
+        }
         st.primary = true;
         let now = Instant::now();
         for l in st.leases.values_mut() {

@@ -50,12 +50,27 @@ impl Server {
     /// A keep-alive; answered by the leader, whose lessor tracks expiry.
     pub async fn lease_renew(&self, id: i64) -> Result<i64> {
         self.linearizable_barrier().await?;
+        self.follow_leadership();
         self.lessor.renew(id)
     }
 
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
         self.linearizable_barrier().await?;
+        self.follow_leadership();
         Ok(self.lessor.time_to_live(id))
+    }
+
+    /// Promotes or demotes the lessor to match this member's raft role. Called by the primary
+    /// loop on every tick, and before answering, so a request right after an election does not
+    /// wait for the next tick.
+    fn follow_leadership(&self) -> bool {
+        let leading = self.raft.status().role == Role::Leader;
+        match (leading, self.lessor.is_primary()) {
+            (true, false) => self.lessor.promote(),
+            (false, true) => self.lessor.demote(),
+            _ => {}
+        }
+        leading
     }
 
     pub async fn lease_leases(&self) -> Result<Vec<i64>> {
@@ -72,13 +87,7 @@ pub(super) async fn run_primary(server: Weak<Server>) {
     loop {
         tick.tick().await;
         let Some(server) = server.upgrade() else { return };
-        let leading = server.raft.status().role == Role::Leader;
-        match (leading, server.lessor.is_primary()) {
-            (true, false) => server.lessor.promote(),
-            (false, true) => server.lessor.demote(),
-            _ => {}
-        }
-        if !leading {
+        if !server.follow_leadership() {
             revoking.clear();
             continue;
         }
