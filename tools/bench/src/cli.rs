@@ -1,0 +1,478 @@
+//! Command line: global options shared by every workload plus one subcommand per workload.
+//!
+//! Names and defaults follow etcd's `tools/benchmark` (`put --key-size 8 --val-size 8
+//! --key-space-size 1`, `range KEY --consistency l`, `txn-put --txn-ops 1`, `txn-mixed
+//! --rw-ratio 1`, `watch --streams 10 --watch-per-stream 100`, ...) so that a command written for
+//! one tool reads the same for the other. Global options may be given before or after the
+//! subcommand. When neither `--total` nor `--duration` is given a run stops after 10,000
+//! requests, as etcd's tool does; when both are given it stops at whichever comes first.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The run length used when neither `--total` nor `--duration` is given (etcd's default).
+pub const DEFAULT_TOTAL: u64 = 10_000;
+
+#[derive(Parser, Debug)]
+#[command(name = "metastore-bench", version, about = "Load generator for etcd-v3-compatible servers")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// gRPC endpoints, comma separated; connection i goes to endpoint i % N.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Number of gRPC connections (HTTP/2 channels).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub conns: usize,
+    /// Number of concurrent requests in flight (client i uses connection i % conns).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub clients: usize,
+    /// Stop after this many requests.
+    #[arg(long, global = true)]
+    pub total: Option<u64>,
+    /// Stop after this long (e.g. 30s, 500ms, 2m).
+    #[arg(long, global = true, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Limit to this many requests per second over all clients (default: unlimited).
+    #[arg(long, global = true)]
+    pub rate: Option<f64>,
+    /// Send everything to the current leader (found with Maintenance.Status).
+    #[arg(long, global = true)]
+    pub target_leader: bool,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never draw the progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Give up on a single request after this long (counted as DeadlineExceeded).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+}
+
+/// When a run stops: after `total` requests, after `duration`, or whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    pub total: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+impl Global {
+    pub fn limits(&self) -> Limits {
+        match (self.total, self.duration) {
+            (None, None) => Limits { total: Some(DEFAULT_TOTAL), duration: None },
+            (total, duration) => Limits { total, duration },
+        }
+    }
+
+    /// Checks what clap cannot express; the error is printed as a usage error.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err("--endpoints: at least one endpoint is required".into());
+        }
+        if self.conns == 0 || self.clients == 0 {
+            return Err("--conns and --clients must be at least 1".into());
+        }
+        if self.total == Some(0) {
+            return Err("--total must be at least 1".into());
+        }
+        if self.duration == Some(Duration::ZERO) {
+            return Err("--duration must be positive".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err("--rate must be a positive number of requests per second".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Put keys (sequential or random over --key-space-size).
+    Put(PutArgs),
+    /// Range requests: one key, [key, end) or a prefix; optionally writes the keys first.
+    Range(RangeArgs),
+    /// Transactions of --txn-ops puts each.
+    TxnPut(TxnPutArgs),
+    /// Single-op transactions, reads and writes mixed by --rw-ratio.
+    TxnMixed(TxnMixedArgs),
+    /// Create watchers over streams, then count and time the events delivered while puts run.
+    Watch(WatchArgs),
+    /// Time from a put's acknowledgement to the event's delivery on every watcher.
+    WatchLatency(WatchLatencyArgs),
+    /// LeaseKeepAlive round trips, one lease and one keep-alive stream per client.
+    LeaseKeepalive,
+    /// A Kubernetes-like control-plane mix: gets, limited prefix lists, puts with leases,
+    /// compare-and-swap on mod_revision, a few long-lived prefix watches.
+    K8s(K8sArgs),
+    /// This machine's physical floor: fsync latency of a directory's disk, loopback round trip.
+    Floor(FloorArgs),
+    /// Wait until the endpoints serve a linearizable read; print how long that took.
+    Ready(ReadyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Key length in bytes (the prefix plus a zero-padded decimal index).
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// Number of distinct keys written.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Write keys in order (index = request number modulo the key space) instead of at random.
+    #[arg(long)]
+    pub sequential_keys: bool,
+    /// Prefix of every key.
+    #[arg(long, default_value = "")]
+    pub key_prefix: String,
+}
+
+impl KeyArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key_space_size == 0 {
+            return Err("--key-space-size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable (goes through the leader's read index).
+    L,
+    /// Serializable (served from the local member).
+    S,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RangeArgs {
+    /// The key (or prefix) to read.
+    #[arg(long, default_value = "range/key")]
+    pub key: String,
+    /// Read [key, end) instead of one key.
+    #[arg(long, conflicts_with = "prefix")]
+    pub end: Option<String>,
+    /// Read every key that starts with --key.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Before timing, write N keys under --key (key + zero-padded index) with --prefix,
+    /// or the single --key without it. 0 reads whatever is there.
+    #[arg(long, default_value_t = 0)]
+    pub load: u64,
+    /// Value length of the keys written by --load.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Maximum number of keys returned per request (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub limit: i64,
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TxnPutArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Puts per transaction (etcd's default --max-txn-ops is 128).
+    #[arg(long, default_value_t = 1)]
+    pub txn_ops: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TxnMixedArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Reads per write (1 = half reads, 4 = 80% reads).
+    #[arg(long, default_value_t = 1.0)]
+    pub rw_ratio: f64,
+    /// Consistency of the reads.
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// Watch streams (spread over the connections).
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Watchers created on each stream.
+    #[arg(long, default_value_t = 100)]
+    pub watch_per_stream: usize,
+    /// Distinct keys watched; watcher i watches key i % N and the puts cycle over the N keys.
+    #[arg(long, default_value_t = 1)]
+    pub watched_key_total: usize,
+    #[arg(long, default_value_t = 32)]
+    pub key_size: usize,
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// After the puts, wait at most this long for the remaining events.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchLatencyArgs {
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    #[arg(long, default_value_t = 10)]
+    pub watchers_per_stream: usize,
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+    /// After the puts, wait at most this long for the remaining events.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: Duration,
+}
+
+/// One kind of request in the Kubernetes-like mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum K8sOp {
+    Get,
+    List,
+    PutLease,
+    Cas,
+}
+
+impl K8sOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            K8sOp::Get => "get",
+            K8sOp::List => "list",
+            K8sOp::PutLease => "put-lease",
+            K8sOp::Cas => "cas",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct K8sArgs {
+    /// Objects written before the run (/registry/pods/ns-N/pod-I).
+    #[arg(long, default_value_t = 2000)]
+    pub objects: u64,
+    #[arg(long, default_value_t = 20)]
+    pub namespaces: u64,
+    /// Object size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub val_size: usize,
+    /// Limit of each prefix list.
+    #[arg(long, default_value_t = 500)]
+    pub list_limit: i64,
+    /// Long-lived prefix watches on /registry/pods/ (informers).
+    #[arg(long, default_value_t = 4)]
+    pub watchers: usize,
+    /// Leases shared by the puts with a lease (the apiserver reuses one per minute).
+    #[arg(long, default_value_t = 8)]
+    pub leases: usize,
+    /// Request mix as weights.
+    #[arg(long, value_parser = parse_mix, default_value = "get=20,list=10,put-lease=20,cas=50")]
+    pub mix: Mix,
+}
+
+/// Weighted request mix, e.g. `get=20,list=10,put-lease=20,cas=50`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mix(pub Vec<(K8sOp, u32)>);
+
+impl Mix {
+    /// Picks an op for a uniform number `r` in `[0, total weight)`.
+    pub fn pick(&self, mut r: u32) -> K8sOp {
+        for &(op, w) in &self.0 {
+            if r < w {
+                return op;
+            }
+            r -= w;
+        }
+        self.0.last().expect("mix is never empty").0
+    }
+
+    pub fn total_weight(&self) -> u32 {
+        self.0.iter().map(|(_, w)| w).sum()
+    }
+}
+
+pub fn parse_mix(s: &str) -> Result<Mix, String> {
+    let mut ops = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, weight) = part.split_once('=').ok_or_else(|| format!("`{part}`: expected name=weight"))?;
+        let op = match name.trim() {
+            "get" => K8sOp::Get,
+            "list" => K8sOp::List,
+            "put-lease" => K8sOp::PutLease,
+            "cas" => K8sOp::Cas,
+            other => return Err(format!("unknown op `{other}` (get, list, put-lease, cas)")),
+        };
+        let weight: u32 = weight.trim().parse().map_err(|_| format!("`{part}`: weight must be an integer"))?;
+        if ops.iter().any(|(o, _)| *o == op) {
+            return Err(format!("`{name}` given twice"));
+        }
+        if weight > 0 {
+            ops.push((op, weight));
+        }
+    }
+    if ops.is_empty() {
+        return Err("the mix needs at least one op with a positive weight".into());
+    }
+    Ok(Mix(ops))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FloorArgs {
+    /// Directory on the disk to measure (the data disk); a temporary file is created there.
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
+    /// fdatasync samples per mode.
+    #[arg(long, default_value_t = 500)]
+    pub fsync_count: u64,
+    /// Loopback TCP round trips.
+    #[arg(long, default_value_t = 20_000)]
+    pub rtt_count: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadyArgs {
+    /// Give up after this long (exit status 1).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub wait: Duration,
+}
+
+/// Parses `1.5s`, `500ms`, `2m`, `100us` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration `{s}`"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("invalid duration unit `{other}` (us, ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("metastore-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn globals_before_or_after_the_subcommand() {
+        let a = parse(&["--clients", "8", "put", "--key-size", "16", "--total", "50"]).unwrap();
+        assert_eq!(a.global.clients, 8);
+        assert_eq!(a.global.total, Some(50));
+        let Command::Put(p) = a.command else { panic!("not put") };
+        assert_eq!(p.keys.key_size, 16);
+        assert_eq!(p.keys.val_size, 8, "etcd's default value size");
+        assert_eq!(p.keys.key_space_size, 1, "etcd's default key space");
+    }
+
+    #[test]
+    fn endpoints_are_comma_separated() {
+        let a = parse(&["--endpoints", "http://a:1,http://b:2", "put"]).unwrap();
+        assert_eq!(a.global.endpoints, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(parse(&["put"]).unwrap().global.endpoints, vec!["http://127.0.0.1:2379"]);
+    }
+
+    #[test]
+    fn limits_default_to_etcds_total() {
+        let a = parse(&["put"]).unwrap();
+        assert_eq!(a.global.limits(), Limits { total: Some(DEFAULT_TOTAL), duration: None });
+        let a = parse(&["--duration", "5s", "put"]).unwrap();
+        assert_eq!(a.global.limits(), Limits { total: None, duration: Some(Duration::from_secs(5)) });
+        let a = parse(&["--duration", "5s", "--total", "9", "put"]).unwrap();
+        assert_eq!(a.global.limits(), Limits { total: Some(9), duration: Some(Duration::from_secs(5)) });
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        for bad in [
+            &["--conns", "0", "put"][..],
+            &["--clients", "0", "put"],
+            &["--total", "0", "put"],
+            &["--rate", "0", "put"],
+            &["--rate", "-3", "put"],
+            &["--duration", "0s", "put"],
+        ] {
+            let cli = parse(bad).unwrap();
+            assert!(cli.global.validate().is_err(), "{bad:?} accepted");
+        }
+        assert!(parse(&["--rate", "100", "put"]).unwrap().global.validate().is_ok());
+        assert!(parse(&["--bogus", "put"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn range_options() {
+        let a = parse(&["range", "--key", "p/", "--prefix", "--load", "100", "--consistency", "s"]).unwrap();
+        let Command::Range(r) = a.command else { panic!("not range") };
+        assert!(r.prefix);
+        assert_eq!(r.load, 100);
+        assert_eq!(r.consistency, Consistency::S);
+        assert!(parse(&["range", "--prefix", "--end", "z"]).is_err(), "--end and --prefix conflict");
+        assert!(parse(&["range", "--consistency", "x"]).is_err());
+    }
+
+    #[test]
+    fn txn_and_watch_defaults() {
+        let Command::TxnPut(t) = parse(&["txn-put", "--txn-ops", "10"]).unwrap().command else { panic!() };
+        assert_eq!(t.txn_ops, 10);
+        let Command::TxnMixed(m) = parse(&["txn-mixed"]).unwrap().command else { panic!() };
+        assert_eq!(m.rw_ratio, 1.0);
+        let Command::Watch(w) = parse(&["watch"]).unwrap().command else { panic!() };
+        assert_eq!((w.streams, w.watch_per_stream), (10, 100));
+        assert!(matches!(parse(&["lease-keepalive"]).unwrap().command, Command::LeaseKeepalive));
+    }
+
+    #[test]
+    fn mixes() {
+        let m = parse_mix("get=1, cas=3").unwrap();
+        assert_eq!(m.total_weight(), 4);
+        assert_eq!(m.pick(0), K8sOp::Get);
+        assert_eq!(m.pick(1), K8sOp::Cas);
+        assert_eq!(m.pick(3), K8sOp::Cas);
+        assert_eq!(parse_mix("list=0,get=2").unwrap().0, vec![(K8sOp::Get, 2)]);
+        assert!(parse_mix("get=1,get=2").is_err());
+        assert!(parse_mix("fly=1").is_err());
+        assert!(parse_mix("get").is_err());
+        assert!(parse_mix("get=0").is_err());
+        let Command::K8s(k) = parse(&["k8s"]).unwrap().command else { panic!() };
+        assert_eq!(k.mix.total_weight(), 100);
+    }
+}

@@ -1,0 +1,116 @@
+//! `txn-put` (transactions of `--txn-ops` puts, etcd's `benchmark txn-put`) and `txn-mixed`
+//! (single-op transactions, a Range with probability rw/(rw+1), a Put otherwise; etcd's
+//! `benchmark txn-mixed`). `txn-mixed` writes the whole key space first so reads find data,
+//! and reports reads and writes separately.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use etcd_client::{GetOptions, KvClient, Txn, TxnOp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::cli::{Consistency, Global, TxnMixedArgs, TxnPutArgs};
+use crate::conn;
+use crate::keys::{self, KeyPicker};
+use crate::recorder::Recorder;
+use crate::report::Report;
+use crate::runner::{self, Worker};
+
+struct TxnPutWorker {
+    kv: KvClient,
+    picker: Arc<KeyPicker>,
+    value: Arc<Vec<u8>>,
+    ops: usize,
+    rng: StdRng,
+}
+
+impl Worker for TxnPutWorker {
+    fn call(&mut self, seq: u64) -> (usize, impl Future<Output = Result<(), etcd_client::Error>> + Send) {
+        let base = seq * self.ops as u64;
+        let ops: Vec<TxnOp> = (0..self.ops as u64)
+            .map(|j| TxnOp::put(self.picker.pick(base + j, &mut self.rng), self.value.to_vec(), None))
+            .collect();
+        let mut kv = self.kv.clone();
+        (0, async move { kv.txn(Txn::new().and_then(ops)).await.map(drop) })
+    }
+}
+
+pub async fn run_put(g: &Global, a: &TxnPutArgs) -> Result<Report, String> {
+    a.keys.validate()?;
+    if a.txn_ops == 0 {
+        return Err("--txn-ops must be at least 1".into());
+    }
+    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let picker = Arc::new(KeyPicker::new(&a.keys));
+    let value = Arc::new(keys::value(a.keys.val_size, 3));
+    let workers = (0..g.clients)
+        .map(|i| TxnPutWorker {
+            kv: clients[i % clients.len()].kv_client(),
+            picker: picker.clone(),
+            value: value.clone(),
+            ops: a.txn_ops,
+            rng: StdRng::seed_from_u64(i as u64),
+        })
+        .collect();
+    let rec = Arc::new(Recorder::new(&["txn-put"]));
+    let elapsed = runner::run(&super::opts(g, "txn-put"), &rec, workers).await;
+    let cfg = json!({"txn_ops": a.txn_ops, "key_size": a.keys.key_size, "val_size": a.keys.val_size,
+        "key_space_size": a.keys.key_space_size, "sequential_keys": a.keys.sequential_keys});
+    let mut r = Report::from_recorder("txn-put", &rec, elapsed, super::config(g, cfg));
+    r.set("puts_per_second", r.throughput() * a.txn_ops as f64);
+    Ok(r)
+}
+
+struct MixedWorker {
+    kv: KvClient,
+    picker: Arc<KeyPicker>,
+    value: Arc<Vec<u8>>,
+    read_probability: f64,
+    serializable: bool,
+    rng: StdRng,
+}
+
+impl Worker for MixedWorker {
+    fn call(&mut self, seq: u64) -> (usize, impl Future<Output = Result<(), etcd_client::Error>> + Send) {
+        let key = self.picker.pick(seq, &mut self.rng);
+        let read = self.rng.gen_bool(self.read_probability);
+        let op = if read {
+            let o = if self.serializable { GetOptions::new().with_serializable() } else { GetOptions::new() };
+            TxnOp::get(key, Some(o))
+        } else {
+            TxnOp::put(key, self.value.to_vec(), None)
+        };
+        let mut kv = self.kv.clone();
+        (usize::from(!read), async move { kv.txn(Txn::new().and_then(vec![op])).await.map(drop) })
+    }
+}
+
+pub async fn run_mixed(g: &Global, a: &TxnMixedArgs) -> Result<Report, String> {
+    a.keys.validate()?;
+    if !(a.rw_ratio.is_finite() && a.rw_ratio >= 0.0) {
+        return Err("--rw-ratio must be a non-negative number".into());
+    }
+    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let picker = Arc::new(KeyPicker::new(&a.keys));
+    let value = Arc::new(keys::value(a.keys.val_size, 4));
+    let all: Vec<Vec<u8>> = (0..a.keys.key_space_size).map(|i| keys::key(&picker.prefix, i, picker.size)).collect();
+    super::load(&clients[0], all, &value, 4).await?;
+    let workers = (0..g.clients)
+        .map(|i| MixedWorker {
+            kv: clients[i % clients.len()].kv_client(),
+            picker: picker.clone(),
+            value: value.clone(),
+            read_probability: a.rw_ratio / (a.rw_ratio + 1.0),
+            serializable: a.consistency == Consistency::S,
+            rng: StdRng::seed_from_u64(i as u64),
+        })
+        .collect();
+    let rec = Arc::new(Recorder::new(&["read", "write"]));
+    let elapsed = runner::run(&super::opts(g, "txn-mixed"), &rec, workers).await;
+    let consistency = if a.consistency == Consistency::L { "l" } else { "s" };
+    let cfg = json!({"rw_ratio": a.rw_ratio, "consistency": consistency, "key_size": a.keys.key_size,
+        "val_size": a.keys.val_size, "key_space_size": a.keys.key_space_size});
+    Ok(Report::from_recorder("txn-mixed", &rec, elapsed, super::config(g, cfg)))
+}
