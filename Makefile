@@ -8,7 +8,9 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/metastore
 DATA_DIR ?= ./data/n1.etcd
 # etcd e2e tests that must pass with metastore standing in for etcd (issue by issue).
-E2E_TESTS ?= TestCtlV3Put$$|TestCtlV3PutNoTLS$$|TestCtlV3PutIgnoreValue$$|TestCtlV3Get$$|TestCtlV3GetNoTLS$$|TestCtlV3GetFormat$$|TestCtlV3GetRev$$|TestCtlV3GetKeysOnly$$|TestCtlV3Del$$|TestCtlV3DelNoTLS$$|TestCtlV3TxnInteractiveSuccess$$|TestCtlV3TxnInteractiveSuccessNoTLS$$|TestCtlV3TxnInteractiveFail$$|TestCtlV3Compact$$|TestCtlV3CompactPhysical$$
+E2E_KV := TestCtlV3Put$$|TestCtlV3PutNoTLS$$|TestCtlV3PutIgnoreValue$$|TestCtlV3Get$$|TestCtlV3GetNoTLS$$|TestCtlV3GetFormat$$|TestCtlV3GetRev$$|TestCtlV3GetKeysOnly$$|TestCtlV3Del$$|TestCtlV3DelNoTLS$$|TestCtlV3TxnInteractiveSuccess$$|TestCtlV3TxnInteractiveSuccessNoTLS$$|TestCtlV3TxnInteractiveFail$$|TestCtlV3Compact$$|TestCtlV3CompactPhysical$$
+E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteractive$$|TestCtlV3WatchInteractiveNoTLS$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)(NoTLS|PeerTLS)?$$|TestCtlV3PutIgnoreLease$$|TestCtlV3Lock$$|TestCtlV3Elect$$
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)
 RUN ?= $(E2E_TESTS)
 
 .PHONY: deps build run test test-unit test-compat test-etcd-e2e lint fmt clean-cache
