@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/v3lock.proto",
         "proto/etcd/v3election.proto",
         "proto/metastore/internal.proto",
+        "proto/metastore/peer.proto",
     ];
     tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(&protos, &["proto"])?;
     for p in protos {

@@ -45,6 +45,24 @@ pub enum Error {
     RequestTooLarge,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -68,6 +86,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// The etcd-visible error with this exact message, if any (errors forwarded between members
+    /// travel as their message).
+    pub fn from_message(msg: &str) -> Option<Error> {
+        [
+            Error::MemberNotFound,
+            Error::MemberNotLearner,
+            Error::LearnerNotReady,
+            Error::TooManyLearners,
+            Error::NotLeader,
+            Error::NoLeader,
+            Error::LeaderChanged,
+            Error::Timeout,
+            Error::Stopped,
+        ]
+        .into_iter()
+        .find(|e| e.to_string() == msg)
+    }
+
     /// Whether every member applying the same command meets this same error. Deterministic errors
     /// are answers to the client; any other error during apply means the node must stop.
     pub fn is_deterministic(&self) -> bool {

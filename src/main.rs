@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use metastore::api;
 use metastore::config::{self, Config, Parsed, StorageEngine};
-use metastore::server::{Server, ServerConfig};
+use metastore::server::{Server, ServerConfig, Start};
+
+mod identity;
 use metastore::storage::{Engine, MemoryEngine, RocksEngine};
 
 const ETCD_API_VERSION: &str = "3.4.23";
@@ -49,24 +51,21 @@ async fn run(cfg: Config) -> Result<(), String> {
     if !cfg.ignored.is_empty() {
         tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
     }
-    let members = cfg.initial_members();
-    if members.len() > 1 {
-        return Err(format!(
-            "--initial-cluster lists {} members: multi-member clusters are not implemented yet",
-            members.len()
-        ));
-    }
-    if !members.iter().any(|m| m.id == cfg.member_id()) {
-        return Err(format!(
-            "--initial-cluster has no entry for this member ({} with peer URLs {:?})",
-            cfg.name, cfg.initial_advertise_peer_urls
-        ));
-    }
     let engine = open_engine(&cfg)?;
+    let identity = identity::resolve(&cfg, &*engine).await?;
+    let multi_member = identity.known_peers.len() > 1 || identity.start == Start::Join;
+    let peer_listeners = if multi_member {
+        bind_all(&cfg.listen_peer_urls, "peer").await?
+    } else {
+        // A single member has nobody to talk to; its peer URLs may even be https (auto TLS).
+        Vec::new()
+    };
     let server_cfg = ServerConfig {
-        member_id: cfg.member_id(),
-        cluster_id: cfg.cluster_id(),
-        members,
+        member_id: identity.member_id,
+        cluster_id: identity.cluster_id,
+        cluster_token: cfg.initial_cluster_token.clone(),
+        start: identity.start,
+        known_peers: identity.known_peers,
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         heartbeat: cfg.heartbeat,
@@ -74,13 +73,12 @@ async fn run(cfg: Config) -> Result<(), String> {
         watch_progress_interval: cfg.watch_progress_interval,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
-    let mut listeners = Vec::new();
-    for url in &cfg.listen_client_urls {
-        let addr = socket_addr(url, "client")?;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen on {url}: {e}"))?;
-        listeners.push((url.clone(), listener));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, listener) in peer_listeners {
+        tasks.spawn(api::peer::serve(server.clone(), listener));
     }
-    wait_for_leader(&server).await;
+    let client_listeners = bind_all(&cfg.listen_client_urls, "client").await?;
+    server.publish(cfg.name.clone(), cfg.advertise_client_urls.clone()).await;
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
     tracing::info!(
         "etcdserver: published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
@@ -88,8 +86,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         cfg.advertise_client_urls.join(" "),
         server.config().cluster_id
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    for (url, listener) in listeners {
+    for (url, listener) in client_listeners {
         tracing::info!("embed: ready to serve client requests");
         tracing::info!("embed: serving insecure client requests on {url}, this is strongly discouraged!");
         tasks.spawn(api::serve(server.clone(), listener, cfg.max_request_bytes));
@@ -98,7 +95,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         Some(res) = tasks.join_next() => match res {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("client listener task: {e}")),
+            Err(e) => Err(format!("listener task: {e}")),
         },
         _ = shutdown_signal() => {
             tracing::info!("received a termination signal; stopping");
@@ -109,6 +106,16 @@ async fn run(cfg: Config) -> Result<(), String> {
     let stopping = server.clone();
     tokio::task::spawn_blocking(move || stopping.stop()).await.map_err(|e| format!("stopping raft: {e}"))?;
     outcome
+}
+
+async fn bind_all(urls: &[String], what: &str) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
+    let mut listeners = Vec::new();
+    for url in urls {
+        let addr = socket_addr(url, what)?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen on {url}: {e}"))?;
+        listeners.push((url.clone(), listener));
+    }
+    Ok(listeners)
 }
 
 fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
@@ -127,7 +134,7 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
 fn socket_addr(url: &str, what: &str) -> Result<SocketAddr, String> {
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(format!("{what} URL {url}: TLS on client URLs is not implemented yet")),
+        Some(("https", _)) => return Err(format!("{what} URL {url}: TLS on {what} URLs is not implemented yet")),
         _ => return Err(format!("{what} URL {url} must start with http://")),
     };
     let hostport = rest.trim_end_matches('/');
@@ -135,13 +142,6 @@ fn socket_addr(url: &str, what: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{what} URL {url}: {e}"))?
         .next()
         .ok_or_else(|| format!("{what} URL {url} resolves to no address"))
-}
-
-async fn wait_for_leader(server: &Arc<Server>) {
-    let mut interval = tokio::time::interval(std::time::Duration::from_millis(10));
-    while server.raft_status().leader_id == 0 {
-        interval.tick().await;
-    }
 }
 
 async fn shutdown_signal() {

@@ -1,11 +1,13 @@
 //! `etcdserverpb.Maintenance`: status with real raft and storage figures; alarms (none are ever
 //! raised yet), defragment (RocksDB compacts in the background, so there is nothing to do).
-//! Hash, HashKV, Snapshot and MoveLeader answer `Unimplemented` until they exist.
+//! MoveLeader hands leadership to a caught-up voter. Hash, HashKV and Snapshot answer
+//! `Unimplemented` until they exist.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::status::to_status;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
@@ -43,7 +45,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied,
             errors: Vec::new(),
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: self.server.is_learner(),
         }))
     }
 
@@ -65,7 +67,8 @@ impl Maintenance for MaintenanceService {
         Err(Status::unimplemented("Maintenance.Snapshot is not implemented by MetaStore yet"))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("Maintenance.MoveLeader is not implemented by MetaStore yet"))
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.server.move_leader(req.into_inner().target_id).await.map_err(to_status)?;
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.server.header(self.server.revision())) }))
     }
 }

@@ -3,6 +3,7 @@
 //! on the same port ([`http`]).
 //!
 //! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
+//! The peer API ([`peer`]) is served separately on the peer URLs.
 //! Services not listed here (Auth, Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
 
@@ -11,6 +12,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod peer;
 pub mod status;
 pub mod watch;
 

@@ -14,7 +14,16 @@ pub fn to_status(e: Error) -> Status {
         | Error::TooManyOps
         | Error::DuplicateKey
         | Error::RequestTooLarge
+        | Error::MemberBadUrls
         | Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::MemberNotFound => Code::NotFound,
+        Error::MemberExists
+        | Error::PeerUrlExists
+        | Error::MemberNotLearner
+        | Error::LearnerNotReady
+        | Error::TooManyLearners
+        | Error::BadLeaderTransferee
+        | Error::NotLeader => Code::FailedPrecondition,
         Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::LeaseNotFound => Code::NotFound,
         Error::LeaseExists => Code::FailedPrecondition,

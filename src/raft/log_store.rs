@@ -38,10 +38,18 @@ impl LogStore {
         Ok(engine.get(Table::RaftState, RAFT_CONF_STATE)?.is_some())
     }
 
-    /// Bootstraps a new log with the initial voters and learners.
-    pub fn bootstrap(engine: Arc<dyn Engine>, voters: Vec<u64>, learners: Vec<u64>) -> Result<Self> {
-        let cs = ConfState { voters, learners, ..Default::default() };
+    /// Bootstraps a log: `voters` as the configuration, and `entries` (the initial members'
+    /// configuration changes, term 1) already committed — or nothing at all for a joining member.
+    pub fn bootstrap(engine: Arc<dyn Engine>, voters: Vec<u64>, entries: Vec<Entry>) -> Result<Self> {
+        let cs = ConfState { voters, ..Default::default() };
         let mut batch = WriteBatch::new();
+        if let Some(last) = entries.last() {
+            let hs = HardState { term: last.term, commit: last.index, ..Default::default() };
+            batch.put(Table::RaftState, RAFT_HARD_STATE, encode(&hs));
+        }
+        for e in &entries {
+            batch.put(Table::RaftLog, u64_key(e.index).to_vec(), encode(e));
+        }
         batch.put(Table::RaftState, RAFT_CONF_STATE, encode(&cs));
         engine.write(batch, true)?;
         Self::open(engine, 0)

@@ -1,46 +1,71 @@
 //! The replicated log: the only module that names raft-rs and `eraftpb` types.
 //!
 //! Commands are opaque bytes. The server proposes them through a [`RaftHandle`]; once committed,
-//! the node loop hands them, in log order, to a [`StateMachine`], which must write their effects
-//! together with the applied index in one atomic batch — that is what makes a restart replay
-//! exactly the entries that were not applied.
+//! the node loop hands them, in log order, to a [`StateMachine`] as [`Committed`] entries, which
+//! must write their effects together with the applied index in one atomic batch — that is what
+//! makes a restart replay exactly the entries that were not applied. Configuration changes are
+//! applied to raft by the node loop first, then handed over the same way.
 //!
 //! ```text
-//!  RaftHandle ──Command──► node thread (RawNode + LogStore) ──committed entries──► StateMachine
+//!  RaftHandle ──Command──► node thread (RawNode + LogStore) ──Committed──► StateMachine
 //!       ▲                         │  one synced write per turn (entries + hard state)
+//!       │                         ├──► PeerTransport ──gRPC stream per peer──► other members
 //!       └──── RaftStatus (watch) ─┘
 //! ```
 //!
-//! Not done here yet: the peer transport, snapshots sent to lagging members, and configuration
-//! changes (a single member runs with [`LocalTransport`], which has nobody to talk to).
+//! A new cluster is bootstrapped as etcd bootstraps one: every initial member starts with the
+//! same log — one committed configuration-change entry per initial member at term 1 — so the log
+//! alone describes the membership, and a member added later replays it from index 1.
+//!
+//! Not done here yet: state-machine snapshots (the log is never compacted, so a new or lagging
+//! member always catches up from the log itself) and peer TLS.
 
 mod log_store;
 mod logger;
 mod node;
+mod transport;
 
 use std::sync::mpsc;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
 pub use node::NodeConfig;
-use raft::prelude::{Entry, Message};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, Message};
 use tokio::sync::{oneshot, watch};
+pub use transport::{PeerBook, PeerTransport};
 
 use crate::error::{Error, Result};
 use crate::storage::Engine;
 
-/// One committed log entry handed to the state machine.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub index: u64,
-    pub term: u64,
-    /// The proposed bytes; empty for raft's own no-op entries.
-    pub data: Vec<u8>,
+/// A change of membership, as proposed and as committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    AddVoter(u64),
+    AddLearner(u64),
+    Remove(u64),
 }
 
-impl From<Entry> for Committed {
-    fn from(e: Entry) -> Self {
-        Self { index: e.index, term: e.term, data: e.data.to_vec() }
+/// One committed log entry handed to the state machine.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A proposed command; empty `data` is raft's own no-op entry of a new leader.
+    Command { index: u64, term: u64, data: Vec<u8> },
+    /// A configuration change, already in effect in raft. `context` is what the proposer attached.
+    Membership { index: u64, term: u64, change: MemberChange, context: Vec<u8>, voters: Vec<u64>, learners: Vec<u64> },
+}
+
+impl Committed {
+    pub fn index(&self) -> u64 {
+        match self {
+            Committed::Command { index, .. } | Committed::Membership { index, .. } => *index,
+        }
+    }
+
+    pub fn term(&self) -> u64 {
+        match self {
+            Committed::Command { term, .. } | Committed::Membership { term, .. } => *term,
+        }
     }
 }
 
@@ -49,23 +74,12 @@ pub trait StateMachine: Send + 'static {
     /// Applies committed entries in log order. Must persist their effects and the last entry's
     /// index atomically. An error stops the node: the state machine could not keep up with the
     /// log and must not diverge.
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<()>;
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<()>;
 }
 
 /// Sends raft messages to other members.
 pub trait Transport: Send + 'static {
     fn send(&mut self, msgs: Vec<Message>);
-}
-
-/// The transport of a single-member cluster: there is nobody to send to.
-pub struct LocalTransport;
-
-impl Transport for LocalTransport {
-    fn send(&mut self, msgs: Vec<Message>) {
-        if !msgs.is_empty() {
-            tracing::warn!(count = msgs.len(), "dropping raft messages: no peer transport");
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +91,7 @@ pub enum Role {
 }
 
 /// A member's view of raft, published after every turn of the node loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RaftStatus {
     pub id: u64,
     /// 0 when no leader is known.
@@ -87,6 +101,8 @@ pub struct RaftStatus {
     pub applied: u64,
     pub last_index: u64,
     pub role: Role,
+    /// On the leader: each member's matched log index.
+    pub matched: Vec<(u64, u64)>,
 }
 
 pub(crate) enum Command {
@@ -94,11 +110,17 @@ pub(crate) enum Command {
         data: Vec<u8>,
         done: oneshot::Sender<Result<()>>,
     },
+    ProposeMembership {
+        change: MemberChange,
+        context: Vec<u8>,
+        done: oneshot::Sender<Result<()>>,
+    },
     ReadIndex {
         done: oneshot::Sender<Result<u64>>,
     },
-    #[allow(dead_code)] // fed by the peer transport
+    TransferLeader(u64),
     Step(Message),
+    Unreachable(u64),
     /// Ends the node loop after the current turn (graceful shutdown).
     Stop,
 }
@@ -108,13 +130,21 @@ pub(crate) enum Command {
 pub struct RaftHandle {
     tx: mpsc::Sender<Command>,
     status: watch::Receiver<RaftStatus>,
+    peers: Arc<PeerBook>,
 }
 
 impl RaftHandle {
-    /// Proposes `data`; resolves once raft accepted it into the leader's log (not when committed).
+    /// Proposes `data`; resolves once raft accepted it (not when committed).
     pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Command::Propose { data, done }).map_err(|_| Error::Stopped)?;
+        self.send(Command::Propose { data, done })?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Proposes a membership change carrying `context` back to the state machine.
+    pub async fn propose_membership(&self, change: MemberChange, context: Vec<u8>) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::ProposeMembership { change, context, done })?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
@@ -122,16 +152,32 @@ impl RaftHandle {
     /// every write committed before this call.
     pub async fn read_index(&self) -> Result<u64> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Command::ReadIndex { done }).map_err(|_| Error::Stopped)?;
+        self.send(Command::ReadIndex { done })?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
+    /// Asks the leader to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.send(Command::TransferLeader(to))
+    }
+
+    /// Hands an encoded raft message received from a peer to the node loop.
+    pub fn step_encoded(&self, bytes: &[u8]) -> Result<()> {
+        let msg = Message::parse_from_bytes(bytes).map_err(|e| Error::InvalidArgument(format!("raft message: {e}")))?;
+        self.send(Command::Step(msg))
+    }
+
     pub fn status(&self) -> RaftStatus {
-        *self.status.borrow()
+        self.status.borrow().clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<RaftStatus> {
         self.status.clone()
+    }
+
+    /// Where each member's peer URLs are, for the transport.
+    pub fn peers(&self) -> &Arc<PeerBook> {
+        &self.peers
     }
 
     /// Asks the node loop to stop; its thread then releases the log store.
@@ -139,23 +185,48 @@ impl RaftHandle {
         // Already stopped if the loop is gone: nothing left to ask.
         let _gone = self.tx.send(Command::Stop);
     }
+
+    fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| Error::Stopped)
+    }
+}
+
+/// How this member's log starts when the engine holds none.
+pub enum Bootstrap {
+    /// A new cluster: `(id, context)` of every initial member, each becoming a committed
+    /// configuration-change entry.
+    NewCluster(Vec<(u64, Vec<u8>)>),
+    /// Joining an existing cluster: an empty log, filled by the leader.
+    Join,
 }
 
 /// Opens (or bootstraps, when the engine holds no log) the raft log and starts the node thread.
-pub fn start<S: StateMachine, T: Transport>(
+pub fn start<S: StateMachine>(
     engine: Arc<dyn Engine>,
     cfg: NodeConfig,
-    initial_voters: Vec<u64>,
+    bootstrap: Bootstrap,
     sm: S,
-    transport: T,
+    peers: Arc<PeerBook>,
 ) -> Result<(RaftHandle, std::thread::JoinHandle<Result<()>>)> {
     let store = if LogStore::exists(&*engine)? {
         LogStore::open(engine, cfg.applied)?
     } else {
-        LogStore::bootstrap(engine, initial_voters, Vec::new())?
+        match bootstrap {
+            Bootstrap::NewCluster(members) => {
+                let voters = members.iter().map(|(id, _)| *id).collect();
+                let entries = members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (id, context))| conf_entry(i as u64 + 1, id, context))
+                    .collect::<Result<Vec<_>>>()?;
+                LogStore::bootstrap(engine, voters, entries)?
+            }
+            Bootstrap::Join => LogStore::bootstrap(engine, Vec::new(), Vec::new())?,
+        }
     };
     let (tx, rx) = mpsc::channel();
     let (status_tx, status_rx) = watch::channel(RaftStatus { id: cfg.id, ..Default::default() });
+    let transport = PeerTransport::new(cfg.id, peers.clone(), tx.clone());
     let node = node::Node::new(&cfg, store, sm, transport, rx, status_tx)?;
     let thread = std::thread::Builder::new()
         .name("raft".into())
@@ -169,5 +240,14 @@ pub fn start<S: StateMachine, T: Transport>(
             outcome
         })
         .map_err(|e| Error::Internal(format!("spawn raft thread: {e}")))?;
-    Ok((RaftHandle { tx, status: status_rx }, thread))
+    Ok((RaftHandle { tx, status: status_rx, peers }, thread))
+}
+
+/// A committed term-1 entry adding voter `id`, as written at bootstrap.
+fn conf_entry(index: u64, id: u64, context: Vec<u8>) -> Result<Entry> {
+    let cc = ConfChange { change_type: ConfChangeType::AddNode, node_id: id, ..Default::default() };
+    let data = cc.write_to_bytes().map_err(|e| Error::Internal(format!("encode conf change: {e}")))?;
+    let mut e = Entry { index, term: 1, data: data.into(), context: context.into(), ..Default::default() };
+    e.set_entry_type(EntryType::EntryConfChange);
+    Ok(e)
 }

@@ -18,12 +18,13 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use raft::prelude::{Entry, EntryType};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType};
 use raft::{RawNode, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use super::log_store::LogStore;
-use super::{logger, Command, RaftStatus, Role, StateMachine, Transport};
+use super::{logger, Command, Committed, MemberChange, RaftStatus, Role, StateMachine, Transport};
 use crate::error::{Error, Result};
 
 /// Settings of one raft member.
@@ -138,7 +139,22 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 // The proposer may have given up already; nothing to do then.
                 let _unwanted = done.send(res);
             }
+            Command::ProposeMembership { change, context, done } => {
+                let (change_type, node_id) = match change {
+                    MemberChange::AddVoter(id) => (ConfChangeType::AddNode, id),
+                    MemberChange::AddLearner(id) => (ConfChangeType::AddLearnerNode, id),
+                    MemberChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+                };
+                let cc = ConfChange { change_type, node_id, ..Default::default() };
+                let res = self.raw.propose_conf_change(context, cc).map_err(|e| match e {
+                    raft::Error::ProposalDropped => Error::NoLeader,
+                    other => Error::Internal(other.to_string()),
+                });
+                let _unwanted = done.send(res);
+            }
             Command::ReadIndex { done } => reads.push(done),
+            Command::TransferLeader(to) => self.raw.transfer_leader(to),
+            Command::Unreachable(id) => self.raw.report_unreachable(id),
             Command::Step(msg) => {
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft step rejected a message");
@@ -213,16 +229,42 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut normal = Vec::with_capacity(entries.len());
+        let mut committed = Vec::with_capacity(entries.len());
         for e in entries {
-            match e.get_entry_type() {
-                EntryType::EntryNormal => normal.push(e),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    return Err(Error::Unimplemented("raft configuration changes".into()));
+            committed.push(match e.get_entry_type() {
+                EntryType::EntryNormal => Committed::Command { index: e.index, term: e.term, data: e.data.to_vec() },
+                EntryType::EntryConfChange => self.apply_conf_change(&e)?,
+                EntryType::EntryConfChangeV2 => {
+                    return Err(Error::Unimplemented("joint-consensus configuration changes".into()));
                 }
-            }
+            });
         }
-        self.sm.apply(normal)
+        self.sm.apply(committed)
+    }
+
+    /// Puts a committed configuration change into effect in raft and persists the new
+    /// configuration, before the state machine records the member.
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<Committed> {
+        let cc = ConfChange::parse_from_bytes(&e.data)
+            .map_err(|err| Error::Internal(format!("undecodable conf change at {}: {err}", e.index)))?;
+        let change = match cc.get_change_type() {
+            ConfChangeType::AddNode => MemberChange::AddVoter(cc.node_id),
+            ConfChangeType::AddLearnerNode => MemberChange::AddLearner(cc.node_id),
+            ConfChangeType::RemoveNode => MemberChange::Remove(cc.node_id),
+        };
+        let cs = self
+            .raw
+            .apply_conf_change(&cc)
+            .map_err(|err| Error::Internal(format!("conf change at {}: {err}", e.index)))?;
+        self.raw.store().set_conf_state(cs.clone())?;
+        Ok(Committed::Membership {
+            index: e.index,
+            term: e.term,
+            change,
+            context: e.context.to_vec(),
+            voters: cs.voters,
+            learners: cs.learners,
+        })
     }
 
     fn publish(&mut self) {
@@ -232,6 +274,13 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
             StateRole::Follower => Role::Follower,
         };
+        let matched = if role == Role::Leader {
+            let mut m: Vec<(u64, u64)> = raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect();
+            m.sort_unstable();
+            m
+        } else {
+            Vec::new()
+        };
         let next = RaftStatus {
             id: raft.id,
             leader_id: raft.leader_id,
@@ -240,6 +289,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             applied: raft.raft_log.applied,
             last_index: raft.raft_log.last_index(),
             role,
+            matched,
         };
         self.status.send_if_modified(|cur| {
             let changed = *cur != next;

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use prost::Message as _;
-use raft::prelude::Entry;
 
 use super::kv::{self, LeaseLookup};
+use super::membership::{from_record, Members};
 use super::waiters::Waiters;
 use super::Applied;
 use crate::error::{Error, Result};
@@ -23,9 +23,9 @@ use crate::proto::etcdserverpb::{
     LeaseRevokeResponse, ResponseHeader,
 };
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{InternalRequest, LeaseCheckpointRequest};
+use crate::proto::metastorepb::{InternalRequest, LeaseCheckpointRequest, MemberChangeContext, MemberRecord};
 use crate::proto::mvccpb::event::EventType;
-use crate::raft::StateMachine;
+use crate::raft::{Committed, MemberChange, PeerBook, StateMachine};
 use crate::storage::schema::{META_APPLIED_INDEX, META_APPLIED_TERM};
 use crate::storage::Table;
 
@@ -40,29 +40,44 @@ pub struct Applier {
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
     pub waiters: Arc<Waiters>,
+    pub members: Arc<Members>,
+    pub peers: Arc<PeerBook>,
+    /// This member's id: applying its own removal stops it.
+    pub self_id: u64,
 }
 
 impl StateMachine for Applier {
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<()> {
         let Some(last) = entries.last() else { return Ok(()) };
-        let (last_index, last_term) = (last.index, last.term);
+        let (last_index, last_term) = (last.index(), last.term());
         let mut batch = self.kv.apply();
         let mut results = Vec::new();
-        for e in &entries {
-            if e.data.is_empty() {
-                continue; // raft's no-op entry of a new leader
-            }
-            let req = InternalRequest::decode(&e.data[..])
-                .map_err(|err| Error::Internal(format!("undecodable raft entry {}: {err}", e.index)))?;
-            let seen = batch.events().len();
-            let result = self.apply_one(&mut batch, req.request);
-            if let Err(err) = &result {
-                if !err.is_deterministic() {
-                    return Err(err.clone());
+        let mut removed_self = false;
+        for entry in entries {
+            match entry {
+                // raft's no-op entry of a new leader
+                Committed::Command { data, .. } if data.is_empty() => {}
+                Committed::Command { index, data, .. } => {
+                    let req = InternalRequest::decode(&data[..])
+                        .map_err(|err| Error::Internal(format!("undecodable raft entry {index}: {err}")))?;
+                    let seen = batch.events().len();
+                    let result = self.apply_one(&mut batch, req.request);
+                    if let Err(err) = &result {
+                        if !err.is_deterministic() {
+                            return Err(err.clone());
+                        }
+                    }
+                    self.follow_attachments(&batch, seen);
+                    results.push((req.id, result));
+                }
+                Committed::Membership { index, change, context, .. } => {
+                    let ctx = MemberChangeContext::decode(&context[..])
+                        .map_err(|err| Error::Internal(format!("undecodable member change {index}: {err}")))?;
+                    removed_self |= change == MemberChange::Remove(self.self_id);
+                    self.change_membership(&mut batch, change, ctx.member);
+                    results.push((ctx.request_id, Ok(Applied::Members)));
                 }
             }
-            self.follow_attachments(&batch, seen);
-            results.push((req.id, result));
         }
         let b = batch.batch_mut();
         b.put(Table::Meta, META_APPLIED_INDEX, last_index.to_be_bytes());
@@ -71,6 +86,10 @@ impl StateMachine for Applier {
         self.hub.notify(&events);
         for (id, result) in results {
             self.waiters.trigger(id, result);
+        }
+        if removed_self {
+            tracing::warn!("the member has been permanently removed from the cluster; exiting");
+            std::process::exit(0);
         }
         Ok(())
     }
@@ -87,6 +106,8 @@ impl Applier {
             Some(Request::LeaseGrant(g)) => self.grant(batch, &g).map(Applied::LeaseGrant),
             Some(Request::LeaseRevoke(r)) => self.revoke(batch, &r).map(Applied::LeaseRevoke),
             Some(Request::LeaseCheckpoint(c)) => Ok(self.checkpoint(batch, &c)),
+            Some(Request::MemberAttributes(m)) => self.update_member(batch, m, true),
+            Some(Request::MemberUpdate(m)) => self.update_member(batch, m, false),
             None => Err(Error::Internal("empty replicated request".into())),
         }
     }
@@ -111,6 +132,37 @@ impl Applier {
         let points: Vec<(i64, i64)> = c.checkpoints.iter().map(|p| (p.id, p.deadline_unix_ms)).collect();
         self.lessor.checkpoint(batch.batch_mut(), &points);
         Applied::LeaseCheckpoint
+    }
+
+    fn change_membership(&self, batch: &mut ApplyBatch<'_>, change: MemberChange, member: Option<MemberRecord>) {
+        let b = batch.batch_mut();
+        match change {
+            MemberChange::Remove(id) => {
+                self.members.remove(b, id);
+                self.peers.remove(id);
+            }
+            MemberChange::AddVoter(id) | MemberChange::AddLearner(id) => {
+                let mut m = member.map(from_record).unwrap_or_default();
+                m.id = id;
+                m.is_learner = matches!(change, MemberChange::AddLearner(_));
+                self.peers.set(id, m.peer_urls.clone());
+                self.members.upsert(b, m);
+            }
+        }
+    }
+
+    /// A member's published attributes (name, client URLs) or new peer URLs.
+    fn update_member(&self, batch: &mut ApplyBatch<'_>, m: MemberRecord, attributes: bool) -> Result<Applied> {
+        let Some(mut current) = self.members.get(m.id) else { return Err(Error::MemberNotFound) };
+        if attributes {
+            current.name = m.name;
+            current.client_urls = m.client_urls;
+        } else {
+            current.peer_urls = m.peer_urls;
+            self.peers.set(current.id, current.peer_urls.clone());
+        }
+        self.members.upsert(batch.batch_mut(), current);
+        Ok(Applied::Members)
     }
 
     /// Keeps lease attachments in step with the events the request produced.

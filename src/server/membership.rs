@@ -5,10 +5,16 @@
 //!   concatenated, followed by the cluster token;
 //! * cluster id: first 8 bytes of SHA-1 over the sorted member ids, each 8 bytes big-endian.
 
+use prost::Message as _;
 use sha1::{Digest, Sha1};
 
+use crate::error::{Error, Result};
+use crate::proto::metastorepb::MemberRecord;
+use crate::storage::schema::u64_key;
+use crate::storage::{Engine, Table, WriteBatch};
+
 /// A member of the cluster as the Cluster service reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Member {
     pub id: u64,
     pub name: String,
@@ -35,6 +41,79 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     ids.sort_unstable();
     let b: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
     sha1_prefix(&b)
+}
+
+/// The replicated member list: changed only while applying raft entries (configuration changes
+/// and member updates), persisted in the `members` table with the entry's other effects.
+pub struct Members {
+    members: std::sync::RwLock<std::collections::BTreeMap<u64, Member>>,
+}
+
+/// The stored form of a member.
+pub fn record(m: &Member) -> MemberRecord {
+    MemberRecord {
+        id: m.id,
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+        client_urls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
+
+pub fn from_record(r: MemberRecord) -> Member {
+    Member { id: r.id, name: r.name, peer_urls: r.peer_urls, client_urls: r.client_urls, is_learner: r.is_learner }
+}
+
+impl Members {
+    pub fn open(engine: &dyn Engine) -> Result<Self> {
+        let mut map = std::collections::BTreeMap::new();
+        let mut bad = None;
+        engine.scan(Table::Members, b"", b"", &mut |_, v| {
+            match MemberRecord::decode(v) {
+                Ok(r) => {
+                    map.insert(r.id, from_record(r));
+                }
+                Err(e) => bad = Some(e.to_string()),
+            }
+            bad.is_none()
+        })?;
+        if let Some(e) = bad {
+            return Err(Error::Storage(format!("corrupt member record: {e}")));
+        }
+        Ok(Self { members: std::sync::RwLock::new(map) })
+    }
+
+    pub fn list(&self) -> Vec<Member> {
+        self.members.read().expect("members lock").values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.members.read().expect("members lock").get(&id).cloned()
+    }
+
+    /// Adds or replaces a member (keeping known client URLs and name when the new record lacks
+    /// them).
+    pub fn upsert(&self, batch: &mut WriteBatch, mut m: Member) {
+        let mut map = self.members.write().expect("members lock");
+        if let Some(old) = map.get(&m.id) {
+            if m.name.is_empty() {
+                m.name = old.name.clone();
+            }
+            if m.client_urls.is_empty() {
+                m.client_urls = old.client_urls.clone();
+            }
+            if m.peer_urls.is_empty() {
+                m.peer_urls = old.peer_urls.clone();
+            }
+        }
+        batch.put(Table::Members, u64_key(m.id).to_vec(), record(&m).encode_to_vec());
+        map.insert(m.id, m);
+    }
+
+    pub fn remove(&self, batch: &mut WriteBatch, id: u64) {
+        self.members.write().expect("members lock").remove(&id);
+        batch.delete(Table::Members, u64_key(id).to_vec());
+    }
 }
 
 #[cfg(test)]

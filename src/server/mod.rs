@@ -20,6 +20,7 @@
 //! Not done here yet: auth, membership changes (see `docs/compatibility.md`).
 
 pub mod apply;
+mod cluster;
 pub mod kv;
 mod leases;
 pub mod membership;
@@ -34,6 +35,7 @@ use prost::Message as _;
 
 use self::apply::Applier;
 pub use self::membership::Member;
+use self::membership::{record, Members};
 use self::waiters::Waiters;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
@@ -44,17 +46,30 @@ use crate::proto::etcdserverpb::{
     LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::InternalRequest;
-use crate::raft::{self, LocalTransport, NodeConfig, RaftHandle, RaftStatus};
+use crate::proto::metastorepb::{InternalRequest, MemberChangeContext};
+use crate::raft::{self, Bootstrap, NodeConfig, PeerBook, RaftHandle, RaftStatus};
 use crate::storage::schema::{decode_u64, META_APPLIED_INDEX};
 use crate::storage::{Engine, Table};
+
+/// How this member's state starts when its data dir is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Bootstrap a new cluster of these members (this one among them).
+    NewCluster(Vec<Member>),
+    /// Join a cluster this member was added to; the leader fills the log.
+    Join,
+}
 
 /// What the server needs from the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub member_id: u64,
     pub cluster_id: u64,
-    pub members: Vec<Member>,
+    /// `--initial-cluster-token`, mixed into the ids of members added later.
+    pub cluster_token: String,
+    pub start: Start,
+    /// Peer URLs of the members known at start (from `--initial-cluster` or the cluster joined).
+    pub known_peers: Vec<Member>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub heartbeat: Duration,
@@ -86,6 +101,8 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
+    /// A membership change or member update was recorded.
+    Members,
 }
 
 pub struct Server {
@@ -94,6 +111,7 @@ pub struct Server {
     kv: Arc<KvStore>,
     lessor: Arc<Lessor>,
     hub: Arc<WatchHub>,
+    members: Arc<Members>,
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -111,15 +129,40 @@ impl Server {
         let hub = WatchHub::new(kv.clone(), cfg.watch_progress_interval);
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
-        let applier = Applier { kv: kv.clone(), lessor: lessor.clone(), hub: hub.clone(), waiters: waiters.clone() };
+        let members = Arc::new(Members::open(&*engine)?);
+        let peers = Arc::new(PeerBook::default());
+        for m in cfg.known_peers.iter().chain(members.list().iter()) {
+            peers.set(m.id, m.peer_urls.clone());
+        }
+        let applier = Applier {
+            kv: kv.clone(),
+            lessor: lessor.clone(),
+            hub: hub.clone(),
+            waiters: waiters.clone(),
+            members: members.clone(),
+            peers: peers.clone(),
+            self_id: cfg.member_id,
+        };
         let node = NodeConfig { id: cfg.member_id, tick: cfg.heartbeat, election_ticks: cfg.election_ticks, applied };
-        let voters = cfg.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
-        let (raft, thread) = raft::start(engine.clone(), node, voters, applier, LocalTransport)?;
+        let bootstrap = match &cfg.start {
+            Start::NewCluster(initial) => Bootstrap::NewCluster(
+                initial
+                    .iter()
+                    .map(|m| {
+                        let ctx = MemberChangeContext { request_id: 0, member: Some(record(m)) };
+                        (m.id, ctx.encode_to_vec())
+                    })
+                    .collect(),
+            ),
+            Start::Join => Bootstrap::Join,
+        };
+        let (raft, thread) = raft::start(engine.clone(), node, bootstrap, applier, peers)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
         let raft_thread = Mutex::new(Some(thread));
-        let server = Arc::new(Self { cfg, engine, kv, lessor, hub: hub.clone(), raft, waiters, next_id, raft_thread });
-        tokio::spawn(hub.run());
+        let hub_task = hub.clone();
+        let server = Arc::new(Self { cfg, engine, kv, lessor, hub, members, raft, waiters, next_id, raft_thread });
+        tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)
     }

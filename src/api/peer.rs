@@ -1,0 +1,67 @@
+//! The peer API served on `--listen-peer-urls`: raft message streams from other members, and the
+//! cluster description a joining member asks for.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::to_status;
+use crate::error::{Error, Result};
+use crate::proto::metastorepb::peer_server::{Peer, PeerServer};
+use crate::proto::metastorepb::{
+    ClusterInfo, ClusterRequest, MemberRecord, PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
+};
+use crate::server::Server;
+
+pub struct PeerService {
+    pub server: Arc<Server>,
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.next().await {
+            for msg in batch?.messages {
+                if let Err(e) = self.server.step_peer_message(&msg) {
+                    return Err(Status::unavailable(e.to_string()));
+                }
+            }
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn cluster(&self, _req: Request<ClusterRequest>) -> Result<Response<ClusterInfo>, Status> {
+        let members = self
+            .server
+            .members()
+            .into_iter()
+            .map(|m| MemberRecord {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect();
+        Ok(Response::new(ClusterInfo { cluster_id: self.server.config().cluster_id, members }))
+    }
+
+    async fn promote(&self, req: Request<PromoteRequest>) -> Result<Response<PromoteResponse>, Status> {
+        self.server.member_promote(req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(PromoteResponse {}))
+    }
+}
+
+/// Serves the peer API on `listener` until the process ends.
+pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
+    let peer = PeerServer::new(PeerService { server }).max_decoding_message_size(64 * 1024 * 1024);
+    tonic::transport::Server::builder()
+        .add_service(peer)
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await
+        .map_err(|e| Error::Internal(format!("peer listener: {e}")))
+}

@@ -1,0 +1,143 @@
+//! The peer transport: raft messages to other members over one long-lived gRPC stream per peer.
+//!
+//! ```text
+//!  node thread ──send(msgs)──► per-peer bounded queue ──► peer task ──RaftBatch stream──► peer
+//!                               (full: message dropped;     (batches whatever is queued;
+//!                                raft retransmits)           reconnects with backoff)
+//! ```
+//!
+//! The node thread never blocks on the network: a full queue drops the message (raft tolerates
+//! loss and retransmits) and a peer that cannot be reached is reported to raft as unreachable, so
+//! the leader probes it instead of streaming to it. Peer URLs come from the [`PeerBook`], which
+//! the state machine keeps in step with the replicated member list.
+//!
+//! Not done here: TLS on peer URLs (`https://` peers are refused at start).
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Command, Transport};
+use crate::proto::metastorepb::peer_client::PeerClient;
+use crate::proto::metastorepb::RaftBatch;
+
+/// Messages queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Messages per batch on the wire.
+const BATCH: usize = 256;
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Peer URLs by member id, shared by the transport and the state machine.
+#[derive(Default)]
+pub struct PeerBook {
+    urls: RwLock<HashMap<u64, Vec<String>>>,
+}
+
+impl PeerBook {
+    pub fn set(&self, id: u64, urls: Vec<String>) {
+        self.urls.write().expect("peer book lock").insert(id, urls);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.urls.write().expect("peer book lock").remove(&id);
+    }
+
+    fn first_url(&self, id: u64) -> Option<String> {
+        self.urls.read().expect("peer book lock").get(&id).and_then(|u| u.first().cloned())
+    }
+}
+
+pub struct PeerTransport {
+    id: u64,
+    book: Arc<PeerBook>,
+    queues: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    reports: std_mpsc::Sender<Command>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl PeerTransport {
+    /// `reports` is the node loop's command queue, for unreachable reports.
+    pub(super) fn new(id: u64, book: Arc<PeerBook>, reports: std_mpsc::Sender<Command>) -> Self {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Self { id, book, queues: HashMap::new(), reports, runtime }
+    }
+
+    fn queue(&mut self, to: u64) -> Option<&mpsc::Sender<Vec<u8>>> {
+        if !self.queues.contains_key(&to) {
+            let runtime = self.runtime.as_ref()?;
+            let (tx, rx) = mpsc::channel(QUEUE);
+            runtime.spawn(peer_loop(to, self.book.clone(), rx, self.reports.clone()));
+            self.queues.insert(to, tx);
+        }
+        self.queues.get(&to)
+    }
+}
+
+impl Transport for PeerTransport {
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            if m.to == self.id {
+                continue;
+            }
+            let Ok(bytes) = m.write_to_bytes() else { continue };
+            let to = m.to;
+            match self.queue(to).map(|q| q.try_send(bytes)) {
+                Some(Ok(())) => {}
+                Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                    self.queues.remove(&to);
+                }
+                // Full queue or no runtime: drop; raft retransmits.
+                Some(Err(mpsc::error::TrySendError::Full(_))) | None => {}
+            }
+        }
+    }
+}
+
+/// Streams one peer's messages until the transport goes away.
+async fn peer_loop(
+    to: u64,
+    book: Arc<PeerBook>,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    reports: std_mpsc::Sender<Command>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if let Some(url) = book.first_url(to) {
+            if let Ok(mut client) = PeerClient::connect(url.clone()).await {
+                backoff = Duration::from_millis(50);
+                let (tx, rx) = mpsc::channel::<RaftBatch>(64);
+                let call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
+                loop {
+                    let Some(first) = queue.recv().await else {
+                        call.abort();
+                        return;
+                    };
+                    let mut messages = vec![first];
+                    while messages.len() < BATCH {
+                        match queue.try_recv() {
+                            Ok(m) => messages.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if tx.send(RaftBatch { messages }).await.is_err() {
+                        break; // the stream ended: reconnect
+                    }
+                }
+                call.abort();
+            }
+        }
+        if reports.send(Command::Unreachable(to)).is_err() {
+            return; // the node loop is gone
+        }
+        // Drain what piled up while unreachable: raft resends what still matters.
+        while queue.try_recv().is_ok() {}
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

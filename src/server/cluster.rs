@@ -1,0 +1,171 @@
+//! Membership as the Cluster and Maintenance services ask for it: add (voter or learner), remove,
+//! update peer URLs, promote a caught-up learner, move leadership — with etcd's checks and errors.
+//! Configuration changes go through raft; the applier records the member list.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+
+use super::membership::{member_id, record, Member};
+use super::{Applied, Server};
+use crate::error::{Error, Result};
+use crate::proto::metastorepb::internal_request::Request;
+use crate::proto::metastorepb::peer_client::PeerClient;
+use crate::proto::metastorepb::{MemberChangeContext, MemberRecord, PromoteRequest};
+use crate::raft::{MemberChange, Role};
+
+/// etcd promotes a learner only once it has 90% of the leader's log.
+const LEARNER_READY_PERCENT: f64 = 0.9;
+
+fn valid_urls(urls: &[String]) -> bool {
+    !urls.is_empty() && urls.iter().all(|u| u.starts_with("http://") || u.starts_with("https://"))
+}
+
+impl Server {
+    pub fn members(&self) -> Vec<Member> {
+        self.members.list()
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.members.get(self.cfg.member_id).is_some_and(|m| m.is_learner)
+    }
+
+    /// Adds a member; returns it and the member list after the change.
+    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<(Member, Vec<Member>)> {
+        if !valid_urls(&peer_urls) {
+            return Err(Error::MemberBadUrls);
+        }
+        let members = self.members.list();
+        if members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        if is_learner && members.iter().any(|m| m.is_learner) {
+            return Err(Error::TooManyLearners);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let id = member_id(&peer_urls, &format!("{}{now}", self.cfg.cluster_token));
+        let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
+        let change = if is_learner { MemberChange::AddLearner(id) } else { MemberChange::AddVoter(id) };
+        self.change_membership(change, Some(record(&member))).await?;
+        Ok((member, self.members.list()))
+    }
+
+    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
+        if self.members.get(id).is_none() {
+            return Err(Error::MemberNotFound);
+        }
+        self.change_membership(MemberChange::Remove(id), None).await?;
+        Ok(self.members.list())
+    }
+
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<Member>> {
+        if !valid_urls(&peer_urls) {
+            return Err(Error::MemberBadUrls);
+        }
+        let members = self.members.list();
+        if members.iter().any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        let update = MemberRecord { id, peer_urls, ..Default::default() };
+        match self.propose(Request::MemberUpdate(update)).await? {
+            Applied::Members => Ok(self.members.list()),
+            other => Err(super::mismatch(other)),
+        }
+    }
+
+    /// Promotes a learner that has caught up with the leader (refused otherwise, as etcd).
+    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
+        let member = self.members.get(id).ok_or(Error::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(Error::MemberNotLearner);
+        }
+        let status = self.raft.status();
+        if status.role != Role::Leader {
+            self.promote_on_leader(status.leader_id, id).await?;
+            return Ok(self.members.list());
+        }
+        let leader_match = status.last_index as f64;
+        let learner_match = status.matched.iter().find(|(m, _)| *m == id).map(|(_, i)| *i).unwrap_or(0) as f64;
+        if learner_match < leader_match * LEARNER_READY_PERCENT {
+            return Err(Error::LearnerNotReady);
+        }
+        self.change_membership(MemberChange::AddVoter(id), Some(record(&Member { is_learner: false, ..member })))
+            .await?;
+        Ok(self.members.list())
+    }
+
+    /// Forwards a promotion to the leader's peer API, as etcd does.
+    async fn promote_on_leader(&self, leader: u64, id: u64) -> Result<()> {
+        let url = self.members.get(leader).and_then(|m| m.peer_urls.first().cloned()).ok_or(Error::NoLeader)?;
+        let mut client = PeerClient::connect(url).await.map_err(|_| Error::NoLeader)?;
+        match client.promote(PromoteRequest { id }).await {
+            Ok(_) => {
+                // Answer with the member list as this member sees it once the change is applied.
+                self.linearizable_barrier().await
+            }
+            Err(status) => Err(Error::from_message(status.message())
+                .unwrap_or_else(|| Error::Internal(format!("promote on the leader: {}", status.message())))),
+        }
+    }
+
+    /// Hands leadership to voter `to` and waits until it leads.
+    pub async fn move_leader(&self, to: u64) -> Result<()> {
+        let status = self.raft.status();
+        if status.role != Role::Leader {
+            return Err(Error::NotLeader);
+        }
+        match self.members.get(to) {
+            Some(m) if !m.is_learner => {}
+            _ => return Err(Error::BadLeaderTransferee),
+        }
+        if to == status.id {
+            return Ok(());
+        }
+        self.raft.transfer_leader(to)?;
+        let mut watch = self.raft.subscribe();
+        let moved = async { watch.wait_for(|s| s.leader_id == to).await.map(|_| ()) };
+        match tokio::time::timeout(self.cfg.request_timeout(), moved).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn change_membership(&self, change: MemberChange, member: Option<MemberRecord>) -> Result<()> {
+        let request_id = self.next_request_id();
+        let context = MemberChangeContext { request_id, member }.encode_to_vec();
+        let result = self.waiters.register(request_id);
+        if let Err(e) = self.raft.propose_membership(change, context).await {
+            self.waiters.cancel(request_id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), result).await {
+            Ok(Ok(applied)) => applied.map(|_| ()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.cancel(request_id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Publishes this member's name and client URLs through raft (etcd's "published"), retrying
+    /// until it is applied.
+    pub async fn publish(&self, name: String, client_urls: Vec<String>) {
+        let attrs = MemberRecord { id: self.cfg.member_id, name, client_urls, ..Default::default() };
+        loop {
+            match self.propose(Request::MemberAttributes(attrs.clone())).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing member attributes; retrying");
+                    tokio::time::sleep(self.cfg.heartbeat * 5).await;
+                }
+            }
+        }
+    }
+
+    /// Hands a raft message from a peer to the node loop.
+    pub fn step_peer_message(&self, bytes: &[u8]) -> Result<()> {
+        self.raft.step_encoded(bytes)
+    }
+}
