@@ -94,9 +94,11 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
 
     /// Runs until every command sender is dropped.
     pub(super) fn run(mut self) -> Result<()> {
-        if self.raw.raft.prs().conf().voters().ids().len() == 1
-            && self.raw.raft.prs().conf().voters().contains(self.raw.raft.id)
-        {
+        // Apply what is already committed (the bootstrap configuration entries) first: raft
+        // refuses to campaign while committed configuration changes are unapplied.
+        self.on_ready()?;
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        if voters.len() == 1 && voters.contains(self.raw.raft.id) {
             // A single voter need not wait an election timeout to lead.
             self.raw.campaign().map_err(|e| Error::Internal(format!("campaign: {e}")))?;
         }
