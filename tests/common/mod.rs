@@ -60,11 +60,16 @@ impl Member {
 
     /// (Re)starts the process with the same arguments and waits until it serves.
     pub fn spawn(&mut self) {
+        self.spawn_nowait();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting (members of a cluster wait for each other).
+    pub fn spawn_nowait(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let child =
             Command::new(BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("spawn metastore");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -74,6 +79,17 @@ impl Member {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT") to the member's process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("member is running");
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{sig} {pid}");
     }
 
     pub fn endpoint(&self) -> String {
@@ -168,4 +184,100 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
+}
+
+/// A cluster of members on ephemeral loopback ports, each in its own data dir.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    tmp: tempfile::TempDir,
+    pub initial_cluster: String,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until each serves.
+    pub fn start(n: usize) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                Member::with_ports(
+                    &tmp.path().join(format!("m{i}")),
+                    &format!("m{i}"),
+                    *client,
+                    *peer,
+                    &initial_cluster,
+                    &[],
+                )
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn_nowait();
+        }
+        for m in &mut members {
+            m.wait_ready();
+        }
+        Cluster { members, tmp, initial_cluster }
+    }
+
+    /// A new member's process for `member add` (`--initial-cluster-state existing`); not started.
+    pub fn prepare_joiner(&self, name: &str) -> Member {
+        let (client, peer) = (free_port(), free_port());
+        let initial = format!("{},{name}=http://127.0.0.1:{peer}", self.initial_cluster);
+        let dir = self.tmp.path().join(name);
+        Member::with_ports(&dir, name, client, peer, &initial, &["--initial-cluster-state", "existing"])
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.endpoint()).collect()
+    }
+}
+
+impl Member {
+    /// A member named `name` with the given ports and `--initial-cluster`; not started.
+    pub fn with_ports(
+        data_dir: &Path,
+        name: &str,
+        client: u16,
+        peer: u16,
+        initial_cluster: &str,
+        extra: &[&str],
+    ) -> Member {
+        std::fs::create_dir_all(data_dir).expect("member dir");
+        let data = data_dir.join("data");
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--data-dir",
+            &data.display().to_string(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Member { child: None, client_url, peer_url, data_dir: data, args, _tmp: None }
+    }
 }

@@ -1,0 +1,253 @@
+//! Multi-member clusters as processes on loopback: leader failure under writes, a paused leader,
+//! membership changes with stock etcdctl, leadership transfer, and catching up after downtime.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{etcdctl, fails, ok, Cluster, Member};
+use etcd_client::{Client, GetOptions};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn client(m: &Member) -> Client {
+    Client::connect([m.endpoint()], None).await.expect("connect")
+}
+
+/// The leader id as member `m` sees it (0 if none or unreachable).
+async fn leader_seen_by(m: &Member) -> u64 {
+    match Client::connect([m.endpoint()], None).await {
+        Ok(mut c) => c.status().await.map(|s| s.leader()).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn member_id(m: &Member) -> u64 {
+    client(m).await.status().await.unwrap().header().unwrap().member_id()
+}
+
+/// Index of the member that leads, once the running members agree on one.
+async fn wait_leader(c: &Cluster, excluding: Option<u64>) -> usize {
+    let start = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for m in c.members.iter().filter(|m| m.child.is_some()) {
+            seen.push(leader_seen_by(m).await);
+        }
+        let candidate = seen[0];
+        if candidate != 0 && Some(candidate) != excluding && seen.iter().all(|l| *l == candidate) {
+            for (i, m) in c.members.iter().enumerate().filter(|(_, m)| m.child.is_some()) {
+                if member_id(m).await == candidate {
+                    return i;
+                }
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "no agreed leader within {DEADLINE:?}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every key and value on member `m`, read locally.
+async fn state(m: &Member) -> BTreeMap<String, String> {
+    let mut c = client(m).await;
+    let opts = GetOptions::new().with_all_keys().with_serializable();
+    let resp = c.get("", Some(opts)).await.unwrap();
+    resp.kvs().iter().map(|kv| (kv.key_str().unwrap().to_string(), kv.value_str().unwrap().to_string())).collect()
+}
+
+/// Waits until every running member holds exactly `want`.
+async fn wait_state(c: &Cluster, want: &BTreeMap<String, String>) {
+    let start = Instant::now();
+    for m in c.members.iter().filter(|m| m.child.is_some()) {
+        loop {
+            let got = state(m).await;
+            if &got == want {
+                break;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} did not converge: {} keys, want {}",
+                m.endpoint(),
+                got.len(),
+                want.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Puts `n` keys through any member that answers, retrying failures; returns what was acknowledged.
+async fn write_through(c: &Cluster, prefix: &str, n: usize) -> BTreeMap<String, String> {
+    let mut acked = BTreeMap::new();
+    let mut client = Client::connect(c.endpoints(), None).await.unwrap();
+    let start = Instant::now();
+    let mut i = 0;
+    while acked.len() < n {
+        let (k, v) = (format!("{prefix}{i:05}"), format!("v{i}"));
+        if client.put(k.clone(), v.clone(), None).await.is_ok() {
+            acked.insert(k, v);
+            i += 1;
+        }
+        assert!(start.elapsed() < DEADLINE * 2, "writes stalled at {} acknowledged", acked.len());
+    }
+    acked
+}
+
+#[tokio::test]
+async fn killing_the_leader_under_writes_loses_nothing_and_it_catches_up() {
+    let mut c = Cluster::start(3);
+    let leader = wait_leader(&c, None).await;
+    let old_leader_id = member_id(&c.members[leader]).await;
+    let endpoints = c.endpoints();
+    let writer = tokio::spawn(async move {
+        let mut acked = BTreeMap::new();
+        let mut client = Client::connect(endpoints, None).await.unwrap();
+        let start = Instant::now();
+        let mut i = 0;
+        while acked.len() < 600 && start.elapsed() < Duration::from_secs(60) {
+            let (k, v) = (format!("w/{i:05}"), format!("v{i}"));
+            i += 1;
+            if client.put(k.clone(), v.clone(), None).await.is_ok() {
+                acked.insert(k, v);
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.members[leader].kill();
+    let new_leader = wait_leader(&c, Some(old_leader_id)).await;
+    assert_ne!(new_leader, leader);
+    let acked = writer.await.unwrap();
+    assert!(acked.len() >= 600, "writes continued after the new leader: {}", acked.len());
+    let survivors_state = state(&c.members[new_leader]).await;
+    for (k, v) in &acked {
+        assert_eq!(survivors_state.get(k), Some(v), "acknowledged write {k} lost");
+    }
+    wait_state(&c, &survivors_state).await;
+    c.members[leader].spawn();
+    let more = write_through(&c, "after/", 50).await;
+    let mut want = survivors_state;
+    want.extend(more);
+    wait_state(&c, &want).await;
+}
+
+#[tokio::test]
+async fn a_paused_leader_steps_down_and_nothing_is_lost_or_duplicated() {
+    let c = Cluster::start(3);
+    let leader = wait_leader(&c, None).await;
+    let old_id = member_id(&c.members[leader]).await;
+    let before = write_through(&c, "pre/", 20).await;
+    c.members[leader].signal("STOP");
+    let others: Vec<String> =
+        c.members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m.endpoint()).collect();
+    let start = Instant::now();
+    let mut cl = Client::connect(others.clone(), None).await.unwrap();
+    let mut during = BTreeMap::new();
+    while during.len() < 20 {
+        let k = format!("mid/{:03}", during.len());
+        if cl.put(k.clone(), "x", None).await.is_ok() {
+            during.insert(k, "x".to_string());
+        }
+        assert!(start.elapsed() < DEADLINE, "the others never elected a leader");
+    }
+    c.members[leader].signal("CONT");
+    let new_leader = wait_leader(&c, Some(old_id)).await;
+    assert_ne!(new_leader, leader, "the old leader stepped down");
+    let mut want = before;
+    want.extend(during);
+    wait_state(&c, &want).await;
+    let revs = client(&c.members[0]).await.get("mid/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(revs.count(), 20, "each write applied once");
+}
+
+#[tokio::test]
+async fn five_members_survive_two_failures() {
+    let mut c = Cluster::start(5);
+    let leader = wait_leader(&c, None).await;
+    let old_id = member_id(&c.members[leader]).await;
+    c.members[leader].kill();
+    c.members[(leader + 1) % 5].kill();
+    wait_leader(&c, Some(old_id)).await;
+    let acked = write_through(&c, "five/", 30).await;
+    wait_state(&c, &acked).await;
+}
+
+fn table_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn membership_with_etcdctl_learner_promote_update_remove() {
+    let c = Cluster::start(3);
+    let ep = c.endpoints().join(",");
+    wait_leader(&c, None).await;
+    // A learner that never starts is refused promotion with etcd's message.
+    let added = ok(etcdctl(&ep, &["member", "add", "ghost", "--peer-urls=http://127.0.0.1:1", "--learner"], None));
+    let ghost = added.split_whitespace().nth(1).unwrap().to_string();
+    let refused = fails(etcdctl(&ep, &["member", "promote", &ghost], None));
+    assert!(refused.contains("can only promote a learner member which is in sync with leader"), "{refused}");
+    let too_many = fails(etcdctl(&ep, &["member", "add", "l2", "--peer-urls=http://127.0.0.1:2", "--learner"], None));
+    assert!(too_many.contains("too many learner members in cluster"), "{too_many}");
+    ok(etcdctl(&ep, &["member", "remove", &ghost], None));
+    // A real learner joins, catches up and is promoted.
+    let mut learner = c.prepare_joiner("learner");
+    let out = ok(etcdctl(
+        &ep,
+        &["member", "add", "learner", &format!("--peer-urls={}", learner.peer_url), "--learner"],
+        None,
+    ));
+    assert!(out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    learner.spawn();
+    let start = Instant::now();
+    loop {
+        let out = etcdctl(&ep, &["member", "promote", &id], None);
+        if out.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "learner never caught up: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = table_rows(&ok(etcdctl(&ep, &["member", "list", "-w", "table"], None)));
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r[1] == "started" && r[5] == "false"), "{rows:?}");
+    // Update a member's peer URLs (to the same value: the member keeps working), then remove one.
+    let m0 = format!("{:x}", member_id(&c.members[0]).await);
+    let peer0 = c.members[0].peer_url.clone();
+    let out = ok(etcdctl(&ep, &["member", "update", &m0, &format!("--peer-urls={peer0}")], None));
+    assert!(out.contains("updated in cluster"), "{out}");
+    let m2 = format!("{:x}", member_id(&c.members[2]).await);
+    let out = ok(etcdctl(&ep, &["member", "remove", &m2], None));
+    assert!(out.contains(&format!("Member {m2} removed from cluster")), "{out}");
+    let left = c.members[0].endpoint();
+    let rows = table_rows(&ok(etcdctl(&left, &["member", "list", "-w", "table"], None)));
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r[0] != m2));
+    let mut cl = Client::connect([learner.endpoint()], None).await.unwrap();
+    cl.put("from-promoted", "yes", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn move_leader_and_endpoint_status() {
+    let c = Cluster::start(3);
+    let leader = wait_leader(&c, None).await;
+    let target = (leader + 1) % 3;
+    let target_id = format!("{:x}", member_id(&c.members[target]).await);
+    let out = ok(etcdctl(&c.members[leader].endpoint(), &["move-leader", &target_id], None));
+    assert!(out.contains(&format!("to {target_id}")), "{out}");
+    let now = wait_leader(&c, None).await;
+    assert_eq!(now, target);
+    let table = ok(etcdctl(&c.endpoints().join(","), &["endpoint", "status", "--cluster", "-w", "table"], None));
+    let rows = table_rows(&table);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r[4] == "true").count(), 1, "{table}");
+    let follower = c.members[(target + 1) % 3].endpoint();
+    // etcdctl itself refuses when the endpoint it is given is not the leader, as against etcd.
+    let refused = fails(etcdctl(&follower, &["move-leader", &target_id], None));
+    assert!(refused.contains("no leader endpoint given"), "{refused}");
+}
