@@ -70,6 +70,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         max_txn_ops: cfg.max_txn_ops,
         heartbeat: cfg.heartbeat,
         election_ticks: cfg.election_ticks,
+        snapshot_count: cfg.snapshot_count,
         watch_progress_interval: cfg.watch_progress_interval,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;

@@ -228,8 +228,13 @@ async fn membership_with_etcdctl_learner_promote_update_remove() {
     let rows = table_rows(&ok(etcdctl(&left, &["member", "list", "-w", "table"], None)));
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r[0] != m2));
+    // The promoted member serves writes (a removed leader may cost one election first).
     let mut cl = Client::connect([learner.endpoint()], None).await.unwrap();
-    cl.put("from-promoted", "yes", None).await.unwrap();
+    let start = Instant::now();
+    while cl.put("from-promoted", "yes", None).await.is_err() {
+        assert!(start.elapsed() < DEADLINE, "the promoted member never served a write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -250,4 +255,26 @@ async fn move_leader_and_endpoint_status() {
     // etcdctl itself refuses when the endpoint it is given is not the leader, as against etcd.
     let refused = fails(etcdctl(&follower, &["move-leader", &target_id], None));
     assert!(refused.contains("no leader endpoint given"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_member_behind_the_compacted_log_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start_with(3, &["--snapshot-count", "50"]);
+    let leader = wait_leader(&c, None).await;
+    let lagging = (leader + 1) % 3;
+    let early = write_through(&c, "early/", 20).await;
+    c.members[lagging].kill();
+    let mut want = early;
+    want.extend(write_through(&c, "while-down/", 400).await);
+    let mut cl = Client::connect(c.endpoints(), None).await.unwrap();
+    cl.delete("early/00003", None).await.unwrap();
+    want.remove("early/00003");
+    c.members[lagging].spawn();
+    wait_state(&c, &want).await;
+    let leader_log = c.members[leader].log();
+    assert!(leader_log.contains("compacting the raft log"), "the leader compacted its log");
+    let log = c.members[lagging].log();
+    assert!(log.contains("installing a snapshot"), "caught up through a snapshot:\n{log}");
+    want.extend(write_through(&c, "after/", 20).await);
+    wait_state(&c, &want).await;
 }

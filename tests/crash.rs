@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,18 +54,18 @@ async fn crash_and_restart(m: Member) -> Member {
     .expect("restart task")
 }
 
-/// One writer: puts `w<cycle>/<writer>/<seq>` = `v<cycle>-<writer>-<seq>` until told to stop or a put
-/// fails (the member was killed), recording every acknowledged put.
-async fn writer(
-    mut c: Client,
-    cycle: usize,
-    id: usize,
-    acks: Arc<Mutex<Vec<Ack>>>,
-    acked: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-) {
+/// What the writers of one cycle share.
+#[derive(Default)]
+struct Progress {
+    acks: Mutex<Vec<Ack>>,
+    stop: AtomicBool,
+}
+
+/// One writer: puts `w<cycle>/<writer>/<seq>` = `v<cycle>-<writer>-<seq>` for seq = 0, 1, ... until told
+/// to stop or a put fails (the member was killed), recording every acknowledged put.
+async fn writer(mut c: Client, cycle: usize, id: usize, progress: Arc<Progress>) {
     for seq in 0.. {
-        if stop.load(Ordering::Relaxed) {
+        if progress.stop.load(Ordering::Relaxed) {
             return;
         }
         let key = format!("w{cycle}/{id}/{seq:06}");
@@ -73,8 +73,7 @@ async fn writer(
         match tokio::time::timeout(CALL_TIMEOUT, c.put(key.clone(), value.clone(), None)).await {
             Ok(Ok(resp)) => {
                 let revision = resp.header().expect("put header").revision();
-                acks.lock().unwrap().push(Ack { key, value, revision });
-                acked.fetch_add(1, Ordering::Relaxed);
+                progress.acks.lock().unwrap().push(Ack { key, value, revision });
             }
             Ok(Err(_)) | Err(_) => return, // the member is gone: this put may or may not have been applied
         }
@@ -84,20 +83,18 @@ async fn writer(
 /// Runs `WRITERS` concurrent writers, SIGKILLs the member once `ACKS_BEFORE_KILL` puts were acknowledged
 /// (or `MAX_WRITE_TIME` passed) while they are still writing, and returns the acknowledged puts.
 async fn write_until_killed(m: &mut Member, cycle: usize) -> Vec<Ack> {
-    let acks = Arc::new(Mutex::new(Vec::new()));
-    let acked = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..WRITERS {
         let c = connect(m).await;
-        tasks.spawn(writer(c, cycle, id, acks.clone(), acked.clone(), stop.clone()));
+        tasks.spawn(writer(c, cycle, id, progress.clone()));
     }
     let deadline = Instant::now() + MAX_WRITE_TIME;
-    while acked.load(Ordering::Relaxed) < ACKS_BEFORE_KILL && Instant::now() < deadline {
+    while progress.acks.lock().unwrap().len() < ACKS_BEFORE_KILL && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     m.kill(); // while the writers are mid-flight
-    stop.store(true, Ordering::Relaxed);
+    progress.stop.store(true, Ordering::Relaxed);
     let joined = tokio::time::timeout(2 * CALL_TIMEOUT, async {
         while let Some(res) = tasks.join_next().await {
             res.expect("writer task");
@@ -105,7 +102,7 @@ async fn write_until_killed(m: &mut Member, cycle: usize) -> Vec<Ack> {
     })
     .await;
     assert!(joined.is_ok(), "writers did not stop after the kill");
-    let acks = acks.lock().unwrap().clone();
+    let acks = progress.acks.lock().unwrap().clone();
     assert!(!acks.is_empty(), "cycle {cycle}: no put was acknowledged within {MAX_WRITE_TIME:?}");
     acks
 }
@@ -132,20 +129,17 @@ async fn check_acked_writes(c: &mut Client, acks: &[Ack]) -> i64 {
             }
         }
     }
-    // Per writer and cycle, what is stored is its acknowledged keys plus at most the put it had in flight
-    // (the one after its last acknowledged one).
-    let mut last_acked: HashMap<&str, usize> = HashMap::new();
+    // A writer's puts are acknowledged in order, so per writer (and cycle) what is stored is its
+    // acknowledged keys plus at most the put it had in flight: the one numbered by its count of acks.
+    let mut acks_per_writer: HashMap<&str, usize> = HashMap::new();
     for ack in acks {
-        let (writer, seq) = ack.key.rsplit_once('/').unwrap();
-        let seq: usize = seq.parse().unwrap();
-        let e = last_acked.entry(writer).or_insert(0);
-        *e = (*e).max(seq + 1);
+        *acks_per_writer.entry(ack.key.rsplit_once('/').unwrap().0).or_default() += 1;
     }
-    let unacked: Vec<&String> = stored.keys().filter(|k| !acks.iter().any(|a| &a.key == *k)).collect();
-    for key in &unacked {
+    let acked_keys: HashSet<&str> = acks.iter().map(|a| a.key.as_str()).collect();
+    for key in stored.keys().filter(|k| !acked_keys.contains(k.as_str())) {
         let (writer, seq) = key.rsplit_once('/').unwrap();
-        let seq: usize = seq.parse().unwrap();
-        assert_eq!(Some(&seq), last_acked.get(writer).or(Some(&0)), "{key} was never written before the crash");
+        let in_flight = acks_per_writer.get(writer).copied().unwrap_or(0);
+        assert_eq!(seq.parse::<usize>().unwrap(), in_flight, "{key} is stored but was never written");
     }
     current
 }

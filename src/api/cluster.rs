@@ -32,8 +32,9 @@ fn to_pb_list(members: &[server::Member]) -> Vec<Member> {
 }
 
 impl ClusterService {
+    /// etcd's cluster API headers carry no revision.
     fn header(&self) -> Option<ResponseHeader> {
-        Some(self.server.header(self.server.revision()))
+        Some(ResponseHeader { revision: 0, ..self.server.header(0) })
     }
 }
 

@@ -58,7 +58,7 @@ impl Peer for PeerService {
 
 /// Serves the peer API on `listener` until the process ends.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
-    let peer = PeerServer::new(PeerService { server }).max_decoding_message_size(64 * 1024 * 1024);
+    let peer = PeerServer::new(PeerService { server }).max_decoding_message_size(1024 * 1024 * 1024);
     tonic::transport::Server::builder()
         .add_service(peer)
         .serve_with_incoming(TcpListenerStream::new(listener))

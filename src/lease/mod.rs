@@ -87,23 +87,23 @@ fn deadline_of(expiry: Instant) -> i64 {
 impl Lessor {
     /// Loads the leases stored in `engine`. `min_ttl` is etcd's minimum lease TTL in seconds.
     pub fn open(engine: &dyn Engine, min_ttl: i64) -> Result<Self> {
-        let mut state = State::default();
-        let mut bad = None;
-        engine.scan(Table::Lease, b"", b"", &mut |_, v| {
-            match LeaseRecord::decode(v) {
-                Ok(r) => {
-                    let lease =
-                        Lease { ttl: r.ttl, keys: BTreeSet::new(), deadline_ms: r.deadline_unix_ms, expiry: None };
-                    state.leases.insert(r.id, lease);
-                }
-                Err(e) => bad = Some(e.to_string()),
-            }
-            bad.is_none()
-        })?;
-        if let Some(e) = bad {
-            return Err(Error::Storage(format!("corrupt lease record: {e}")));
+        Ok(Self { state: Mutex::new(load(engine)?), min_ttl })
+    }
+
+    /// Replaces every lease with the engine's (after a snapshot was installed). Attachments are
+    /// rebuilt by the caller; a primary keeps tracking expiry from the loaded deadlines.
+    pub fn reload(&self, engine: &dyn Engine) -> Result<()> {
+        let fresh = load(engine)?;
+        let primary = {
+            let mut st = self.lock();
+            let primary = st.primary;
+            *st = fresh;
+            primary
+        };
+        if primary {
+            self.promote();
         }
-        Ok(Self { state: Mutex::new(state), min_ttl })
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -271,6 +271,25 @@ impl Lessor {
         let mut ids: Vec<i64> = self.lock().leases.keys().copied().collect();
         ids.sort_unstable();
         ids
+    }
+}
+
+fn load(engine: &dyn Engine) -> Result<State> {
+    let mut state = State::default();
+    let mut bad = None;
+    engine.scan(Table::Lease, b"", b"", &mut |_, v| {
+        match LeaseRecord::decode(v) {
+            Ok(r) => {
+                let lease = Lease { ttl: r.ttl, keys: BTreeSet::new(), deadline_ms: r.deadline_unix_ms, expiry: None };
+                state.leases.insert(r.id, lease);
+            }
+            Err(e) => bad = Some(e.to_string()),
+        }
+        bad.is_none()
+    })?;
+    match bad {
+        Some(e) => Err(Error::Storage(format!("corrupt lease record: {e}"))),
+        None => Ok(state),
     }
 }
 

@@ -66,34 +66,29 @@ impl KvStore {
     /// Opens the store over `engine`, rebuilding the key index from stored history and finishing
     /// a compaction that a crash interrupted.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
-        let meta = |k: &[u8]| -> Result<i64> {
-            Ok(engine.get(Table::Meta, k)?.as_deref().and_then(decode_u64).unwrap_or(0) as i64)
-        };
-        let (scheduled, finished) = (meta(META_SCHEDULED_COMPACT)?, meta(META_FINISHED_COMPACT)?);
-        let mut state = State { index: BTreeMap::new(), current_rev: 1, compact_rev: finished };
-        let mut bad = None;
-        engine.scan(Table::Key, b"", b"", &mut |k, v| {
-            let (Some((rev, tombstone)), Ok(kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
-                bad = Some(k.to_vec());
-                return false;
-            };
-            state.current_rev = state.current_rev.max(rev.main);
-            restore_one(&mut state.index, kv, rev, tombstone);
-            true
-        })?;
-        if let Some(k) = bad {
-            return Err(Error::Storage(format!("malformed history record at {k:?}")));
-        }
-        state.current_rev = state.current_rev.max(scheduled).max(finished);
+        let (state, scheduled) = load(&*engine)?;
         let store = Self { engine, state: RwLock::new(state) };
+        store.finish_compaction(scheduled)?;
+        Ok(store)
+    }
+
+    /// Rebuilds the in-memory index from the engine after its tables were replaced wholesale
+    /// (a snapshot from the leader was installed).
+    pub fn reload(&self) -> Result<()> {
+        let (state, scheduled) = load(&*self.engine)?;
+        *self.state.write().expect("mvcc lock") = state;
+        self.finish_compaction(scheduled)
+    }
+
+    fn finish_compaction(&self, scheduled: i64) -> Result<()> {
+        let finished = self.read().compact_rev();
         if scheduled > finished {
             tracing::info!(scheduled, finished, "resuming interrupted compaction");
-            let mut apply = store.apply();
-            apply.state.compact_rev = finished;
+            let mut apply = self.apply();
             apply.compact(scheduled)?;
             apply.commit()?;
         }
-        Ok(store)
+        Ok(())
     }
 
     /// A consistent read view at the current revision.
@@ -115,6 +110,30 @@ impl KvStore {
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
     }
+}
+
+/// Reads the stored history into a fresh index; also returns the scheduled compaction revision.
+fn load(engine: &dyn Engine) -> Result<(State, i64)> {
+    let meta = |k: &[u8]| -> Result<i64> {
+        Ok(engine.get(Table::Meta, k)?.as_deref().and_then(decode_u64).unwrap_or(0) as i64)
+    };
+    let (scheduled, finished) = (meta(META_SCHEDULED_COMPACT)?, meta(META_FINISHED_COMPACT)?);
+    let mut state = State { index: BTreeMap::new(), current_rev: 1, compact_rev: finished };
+    let mut bad = None;
+    engine.scan(Table::Key, b"", b"", &mut |k, v| {
+        let (Some((rev, tombstone)), Ok(kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
+            bad = Some(k.to_vec());
+            return false;
+        };
+        state.current_rev = state.current_rev.max(rev.main);
+        restore_one(&mut state.index, kv, rev, tombstone);
+        true
+    })?;
+    if let Some(k) = bad {
+        return Err(Error::Storage(format!("malformed history record at {k:?}")));
+    }
+    state.current_rev = state.current_rev.max(scheduled).max(finished);
+    Ok((state, scheduled))
 }
 
 fn restore_one(index: &mut BTreeMap<Vec<u8>, KeyIndex>, kv: KeyValue, rev: Revision, tombstone: bool) {

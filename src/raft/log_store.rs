@@ -15,6 +15,7 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage};
 
+use super::SnapshotSource;
 use crate::error::{Error, Result};
 use crate::storage::schema::{decode_u64, u64_key, RAFT_CONF_STATE, RAFT_HARD_STATE, RAFT_TRUNCATED};
 use crate::storage::{Engine, Table, WriteBatch};
@@ -22,6 +23,7 @@ use crate::storage::{Engine, Table, WriteBatch};
 pub struct LogStore {
     mem: MemStorage,
     engine: Arc<dyn Engine>,
+    snapshots: Option<Arc<dyn SnapshotSource>>,
 }
 
 fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M> {
@@ -96,7 +98,35 @@ impl LogStore {
             hs.commit = applied;
         }
         mem.wl().set_hardstate(hs);
-        Ok(Self { mem, engine })
+        Ok(Self { mem, engine, snapshots: None })
+    }
+
+    pub fn set_snapshot_source(&mut self, source: Arc<dyn SnapshotSource>) {
+        self.snapshots = Some(source);
+    }
+
+    /// Installs a snapshot's metadata: the log restarts after it, with its configuration. The
+    /// state machine has already replaced its state with the snapshot's data.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let mut batch = WriteBatch::new();
+        batch.delete_range(Table::RaftLog, Vec::new(), Vec::new());
+        let mut trunc = u64_key(meta.index).to_vec();
+        trunc.extend_from_slice(&u64_key(meta.term));
+        batch.put(Table::RaftState, RAFT_TRUNCATED, trunc);
+        batch.put(Table::RaftState, RAFT_CONF_STATE, encode(meta.get_conf_state()));
+        let mut hs = self.hard_state();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        batch.put(Table::RaftState, RAFT_HARD_STATE, encode(&hs));
+        self.engine.write(batch, true)?;
+        let mut empty = snap.clone();
+        empty.data = Default::default();
+        self.mem.wl().apply_snapshot(empty).map_err(|e| Error::Storage(e.to_string()))
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.mem.first_index().unwrap_or(1)
     }
 
     /// Durably appends `entries` (replacing any conflicting suffix) and stores `hs`, in one synced
@@ -198,6 +228,22 @@ impl Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        self.mem.snapshot(request_index, to)
+        let unavailable = || raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
+        let source = self.snapshots.as_ref().ok_or_else(unavailable)?;
+        let (index, term, data) = source.snapshot().map_err(|e| {
+            tracing::error!(error = %e, to, "making a snapshot failed");
+            unavailable()
+        })?;
+        if index < request_index {
+            return Err(unavailable());
+        }
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state());
+        tracing::info!(index, to, bytes = snap.data.len(), "sending a snapshot");
+        Ok(snap)
     }
 }

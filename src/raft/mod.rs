@@ -17,8 +17,11 @@
 //! same log — one committed configuration-change entry per initial member at term 1 — so the log
 //! alone describes the membership, and a member added later replays it from index 1.
 //!
-//! Not done here yet: state-machine snapshots (the log is never compacted, so a new or lagging
-//! member always catches up from the log itself) and peer TLS.
+//! Every `snapshot_count` applied entries the log is compacted, keeping a catch-up tail; a member
+//! that needs entries from before it receives a state-machine snapshot (from the server's
+//! [`SnapshotSource`]) inside raft's snapshot message, then the log after it.
+//!
+//! Not done here yet: peer TLS, and streaming snapshots in chunks (one message carries it).
 
 mod log_store;
 mod logger;
@@ -75,6 +78,16 @@ pub trait StateMachine: Send + 'static {
     /// index atomically. An error stops the node: the state machine could not keep up with the
     /// log and must not diverge.
     fn apply(&mut self, entries: Vec<Committed>) -> Result<()>;
+
+    /// Replaces the whole state with a snapshot from the leader (made by a [`SnapshotSource`]).
+    fn restore(&mut self, data: &[u8]) -> Result<()>;
+}
+
+/// Produces state-machine snapshots for members that fell behind the compacted log. Called on
+/// the node thread, between applies, so the state it reads is consistent.
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The state as of the last applied entry: `(index, term, data)`.
+    fn snapshot(&self) -> Result<(u64, u64, Vec<u8>)>;
 }
 
 /// Sends raft messages to other members.
@@ -121,6 +134,8 @@ pub(crate) enum Command {
     TransferLeader(u64),
     Step(Message),
     Unreachable(u64),
+    /// Whether a snapshot message reached the peer.
+    SnapshotSent { to: u64, ok: bool },
     /// Ends the node loop after the current turn (graceful shutdown).
     Stop,
 }
@@ -206,9 +221,10 @@ pub fn start<S: StateMachine>(
     cfg: NodeConfig,
     bootstrap: Bootstrap,
     sm: S,
+    snapshots: Arc<dyn SnapshotSource>,
     peers: Arc<PeerBook>,
 ) -> Result<(RaftHandle, std::thread::JoinHandle<Result<()>>)> {
-    let store = if LogStore::exists(&*engine)? {
+    let mut store = if LogStore::exists(&*engine)? {
         LogStore::open(engine, cfg.applied)?
     } else {
         match bootstrap {
@@ -224,6 +240,7 @@ pub fn start<S: StateMachine>(
             Bootstrap::Join => LogStore::bootstrap(engine, Vec::new(), Vec::new())?,
         }
     };
+    store.set_snapshot_source(snapshots);
     let (tx, rx) = mpsc::channel();
     let (status_tx, status_rx) = watch::channel(RaftStatus { id: cfg.id, ..Default::default() });
     let transport = PeerTransport::new(cfg.id, peers.clone(), tx.clone());

@@ -35,7 +35,13 @@ pub struct NodeConfig {
     pub election_ticks: usize,
     /// The state machine's applied index at start: raft resumes delivery after it.
     pub applied: u64,
+    /// Applied entries between log compactions (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
 }
+
+/// Entries kept after a compaction so slightly lagging members catch up without a snapshot
+/// (etcd's `SnapshotCatchUpEntries`; smaller when `snapshot_count` is).
+const CATCH_UP_ENTRIES: u64 = 5000;
 
 struct PendingRead {
     ctx: Vec<u8>,
@@ -51,6 +57,7 @@ pub(super) struct Node<S: StateMachine, T: Transport> {
     status: watch::Sender<RaftStatus>,
     tick: Duration,
     read_timeout: Duration,
+    snapshot_count: u64,
     next_read_ctx: u64,
     reads: VecDeque<PendingRead>,
 }
@@ -87,6 +94,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             status,
             tick: cfg.tick,
             read_timeout,
+            snapshot_count: cfg.snapshot_count.max(1),
             next_read_ctx: 1,
             reads: VecDeque::new(),
         })
@@ -157,6 +165,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             Command::ReadIndex { done } => reads.push(done),
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::Unreachable(id) => self.raw.report_unreachable(id),
+            Command::SnapshotSent { to, ok } => {
+                let status = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, status);
+            }
             Command::Step(msg) => {
                 if let Err(e) = self.raw.step(msg) {
                     tracing::debug!(error = %e, "raft step rejected a message");
@@ -207,7 +219,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             self.transport.send(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
-            return Err(Error::Unimplemented("installing raft snapshots from a leader".into()));
+            let snap = ready.snapshot().clone();
+            tracing::info!(index = snap.get_metadata().index, bytes = snap.data.len(), "installing a snapshot");
+            self.sm.restore(&snap.data)?;
+            self.raw.store().apply_snapshot(&snap)?;
         }
         self.apply(ready.take_committed_entries())?;
         self.raw.store().persist(ready.entries(), ready.hs())?;
@@ -223,8 +238,24 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.answer_reads(read_states);
+        self.compact_log()?;
         self.publish();
         Ok(())
+    }
+
+    /// Every `snapshot_count` applied entries, drops the log before the applied index minus a
+    /// catch-up tail. Dropped entries are applied; their effects reach the engine's WAL before
+    /// the compaction record does, so a crash never loses an entry that was not applied durably.
+    fn compact_log(&mut self) -> Result<()> {
+        let applied = self.raw.raft.raft_log.applied;
+        let first = self.raw.store().first_index();
+        let tail = CATCH_UP_ENTRIES.min(self.snapshot_count);
+        if applied < first + self.snapshot_count + tail {
+            return Ok(());
+        }
+        let keep_from = applied - tail;
+        tracing::info!(applied, compact_to = keep_from, "compacting the raft log");
+        self.raw.store().compact(keep_from)
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {

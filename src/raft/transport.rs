@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -87,13 +87,19 @@ impl Transport for PeerTransport {
             }
             let Ok(bytes) = m.write_to_bytes() else { continue };
             let to = m.to;
-            match self.queue(to).map(|q| q.try_send(bytes)) {
-                Some(Ok(())) => {}
+            let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let queued = match self.queue(to).map(|q| q.try_send(bytes)) {
+                Some(Ok(())) => true,
                 Some(Err(mpsc::error::TrySendError::Closed(_))) => {
                     self.queues.remove(&to);
+                    false
                 }
                 // Full queue or no runtime: drop; raft retransmits.
-                Some(Err(mpsc::error::TrySendError::Full(_))) | None => {}
+                Some(Err(mpsc::error::TrySendError::Full(_))) | None => false,
+            };
+            if is_snapshot {
+                // raft waits for a report before it replicates to that peer again.
+                let _gone = self.reports.send(Command::SnapshotSent { to, ok: queued });
             }
         }
     }

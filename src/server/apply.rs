@@ -93,6 +93,19 @@ impl StateMachine for Applier {
         }
         Ok(())
     }
+
+    fn restore(&mut self, data: &[u8]) -> Result<()> {
+        let engine = self.kv.engine().clone();
+        super::snapshot::install(&*engine, data)?;
+        self.kv.reload()?;
+        self.lessor.reload(&*engine)?;
+        super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
+        self.members.reload(&*engine)?;
+        for m in self.members.list() {
+            self.peers.set(m.id, m.peer_urls.clone());
+        }
+        Ok(())
+    }
 }
 
 impl Applier {

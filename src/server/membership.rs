@@ -43,6 +43,24 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     sha1_prefix(&b)
 }
 
+fn load(engine: &dyn Engine) -> Result<std::collections::BTreeMap<u64, Member>> {
+    let mut map = std::collections::BTreeMap::new();
+    let mut bad = None;
+    engine.scan(Table::Members, b"", b"", &mut |_, v| {
+        match MemberRecord::decode(v) {
+            Ok(r) => {
+                map.insert(r.id, from_record(r));
+            }
+            Err(e) => bad = Some(e.to_string()),
+        }
+        bad.is_none()
+    })?;
+    match bad {
+        Some(e) => Err(Error::Storage(format!("corrupt member record: {e}"))),
+        None => Ok(map),
+    }
+}
+
 /// The replicated member list: changed only while applying raft entries (configuration changes
 /// and member updates), persisted in the `members` table with the entry's other effects.
 pub struct Members {
@@ -66,21 +84,13 @@ pub fn from_record(r: MemberRecord) -> Member {
 
 impl Members {
     pub fn open(engine: &dyn Engine) -> Result<Self> {
-        let mut map = std::collections::BTreeMap::new();
-        let mut bad = None;
-        engine.scan(Table::Members, b"", b"", &mut |_, v| {
-            match MemberRecord::decode(v) {
-                Ok(r) => {
-                    map.insert(r.id, from_record(r));
-                }
-                Err(e) => bad = Some(e.to_string()),
-            }
-            bad.is_none()
-        })?;
-        if let Some(e) = bad {
-            return Err(Error::Storage(format!("corrupt member record: {e}")));
-        }
-        Ok(Self { members: std::sync::RwLock::new(map) })
+        Ok(Self { members: std::sync::RwLock::new(load(engine)?) })
+    }
+
+    /// Replaces the list with the engine's (after a snapshot was installed).
+    pub fn reload(&self, engine: &dyn Engine) -> Result<()> {
+        *self.members.write().expect("members lock") = load(engine)?;
+        Ok(())
     }
 
     pub fn list(&self) -> Vec<Member> {

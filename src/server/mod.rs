@@ -24,6 +24,7 @@ mod cluster;
 pub mod kv;
 mod leases;
 pub mod membership;
+mod snapshot;
 pub mod validate;
 mod waiters;
 
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     pub heartbeat: Duration,
     pub election_ticks: usize,
+    /// Applied entries between raft log compactions (`--snapshot-count`).
+    pub snapshot_count: u64,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
 }
@@ -143,7 +146,13 @@ impl Server {
             peers: peers.clone(),
             self_id: cfg.member_id,
         };
-        let node = NodeConfig { id: cfg.member_id, tick: cfg.heartbeat, election_ticks: cfg.election_ticks, applied };
+        let node = NodeConfig {
+            id: cfg.member_id,
+            tick: cfg.heartbeat,
+            election_ticks: cfg.election_ticks,
+            applied,
+            snapshot_count: cfg.snapshot_count,
+        };
         let bootstrap = match &cfg.start {
             Start::NewCluster(initial) => Bootstrap::NewCluster(
                 initial
@@ -156,7 +165,8 @@ impl Server {
             ),
             Start::Join => Bootstrap::Join,
         };
-        let (raft, thread) = raft::start(engine.clone(), node, bootstrap, applier, peers)?;
+        let snapshots = Arc::new(snapshot::Snapshots { engine: engine.clone() });
+        let (raft, thread) = raft::start(engine.clone(), node, bootstrap, applier, snapshots, peers)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
         let raft_thread = Mutex::new(Some(thread));

@@ -196,6 +196,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and waits until each serves.
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` members with `extra` flags each.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster: String = ports
@@ -214,7 +219,7 @@ impl Cluster {
                     *client,
                     *peer,
                     &initial_cluster,
-                    &[],
+                    extra,
                 )
             })
             .collect();
