@@ -71,13 +71,13 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("client-cert-allowed-hostname", Value, "", Ignored),
     ("trusted-ca-file", Value, "", Ignored),
     ("auto-tls", Bool, "false", Ignored),
-    ("peer-cert-file", Value, "", Ignored),
-    ("peer-key-file", Value, "", Ignored),
-    ("peer-client-cert-auth", Bool, "false", Ignored),
-    ("peer-trusted-ca-file", Value, "", Ignored),
+    ("peer-cert-file", Value, "", Honoured),
+    ("peer-key-file", Value, "", Honoured),
+    ("peer-client-cert-auth", Bool, "false", Honoured),
+    ("peer-trusted-ca-file", Value, "", Honoured),
     ("peer-cert-allowed-cn", Value, "", Ignored),
     ("peer-cert-allowed-hostname", Value, "", Ignored),
-    ("peer-auto-tls", Bool, "false", Ignored),
+    ("peer-auto-tls", Bool, "false", Honoured),
     ("peer-crl-file", Value, "", Ignored),
     ("cipher-suites", Value, "", Ignored),
     ("cors", Value, "", Ignored),
@@ -120,6 +120,16 @@ pub enum StorageEngine {
     Memory,
 }
 
+/// etcd's `--peer-*` TLS flags.
+#[derive(Debug, Clone, Default)]
+pub struct PeerTlsFlags {
+    pub cert_file: String,
+    pub key_file: String,
+    pub trusted_ca_file: String,
+    pub client_cert_auth: bool,
+    pub auto_tls: bool,
+}
+
 /// The settings MetaStore acts on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -140,6 +150,7 @@ pub struct Config {
     pub watch_progress_interval: Duration,
     pub log_level: String,
     pub storage_engine: StorageEngine,
+    pub peer_tls: PeerTlsFlags,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
@@ -247,6 +258,13 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
         log_level: get("log-level"),
         storage_engine,
+        peer_tls: PeerTlsFlags {
+            cert_file: get("peer-cert-file"),
+            key_file: get("peer-key-file"),
+            trusted_ca_file: get("peer-trusted-ca-file"),
+            client_cert_auth: get("peer-client-cert-auth") == "true",
+            auto_tls: get("peer-auto-tls") == "true",
+        },
         ignored,
     })
 }
@@ -359,7 +377,8 @@ mod tests {
         let c =
             run(&["--name=n1", "-data-dir", "/tmp/x", "--peer-auto-tls", "--max-txn-ops", "7", "--enable-v2=false"]);
         assert_eq!((c.name.as_str(), c.data_dir.as_str(), c.max_txn_ops), ("n1", "/tmp/x", 7));
-        assert_eq!(c.ignored, ["--enable-v2", "--peer-auto-tls"]);
+        assert_eq!(c.ignored, ["--enable-v2"]);
+        assert!(c.peer_tls.auto_tls);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use metastore::server::membership::from_record;
 use metastore::server::{Member, Start};
 use metastore::storage::schema::{decode_u64, META_CLUSTER_ID, META_MEMBER_ID};
 use metastore::storage::{Engine, Table, WriteBatch};
+use metastore::tls::{self, PeerTls};
 
 pub struct Identity {
     pub member_id: u64,
@@ -23,14 +24,14 @@ pub struct Identity {
     pub known_peers: Vec<Member>,
 }
 
-pub async fn resolve(cfg: &Config, engine: &dyn Engine) -> Result<Identity, String> {
+pub async fn resolve(cfg: &Config, engine: &dyn Engine, tls: Option<&PeerTls>) -> Result<Identity, String> {
     let stored = |key: &[u8]| engine.get(Table::Meta, key).map(|v| v.as_deref().and_then(decode_u64));
     let (member, cluster) = (stored(META_MEMBER_ID), stored(META_CLUSTER_ID));
     if let (Ok(Some(member_id)), Ok(Some(cluster_id))) = (member, cluster) {
         tracing::info!(member = %format!("{member_id:x}"), cluster = %format!("{cluster_id:x}"), "restarting from the data dir");
         return Ok(Identity { member_id, cluster_id, start: Start::Join, known_peers: cfg.initial_members() });
     }
-    let identity = if cfg.initial_cluster_state == "existing" { join(cfg).await? } else { new_cluster(cfg)? };
+    let identity = if cfg.initial_cluster_state == "existing" { join(cfg, tls).await? } else { new_cluster(cfg, tls)? };
     let mut batch = WriteBatch::new();
     batch.put(Table::Meta, META_MEMBER_ID, identity.member_id.to_be_bytes());
     batch.put(Table::Meta, META_CLUSTER_ID, identity.cluster_id.to_be_bytes());
@@ -38,7 +39,7 @@ pub async fn resolve(cfg: &Config, engine: &dyn Engine) -> Result<Identity, Stri
     Ok(identity)
 }
 
-fn new_cluster(cfg: &Config) -> Result<Identity, String> {
+fn new_cluster(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> {
     let members = cfg.initial_members();
     let member_id = cfg.member_id();
     if !members.iter().any(|m| m.id == member_id) {
@@ -47,8 +48,8 @@ fn new_cluster(cfg: &Config) -> Result<Identity, String> {
             cfg.name, cfg.initial_advertise_peer_urls
         ));
     }
-    if members.len() > 1 && members.iter().flat_map(|m| &m.peer_urls).any(|u| u.starts_with("https://")) {
-        return Err("https:// peer URLs: peer TLS is not implemented yet".into());
+    if members.len() > 1 && tls.is_none() && members.iter().flat_map(|m| &m.peer_urls).any(|u| u.starts_with("https://")) {
+        return Err("https:// peer URLs need --peer-auto-tls or --peer-cert-file/--peer-key-file".into());
     }
     Ok(Identity {
         member_id,
@@ -58,13 +59,13 @@ fn new_cluster(cfg: &Config) -> Result<Identity, String> {
     })
 }
 
-async fn join(cfg: &Config) -> Result<Identity, String> {
+async fn join(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> {
     let mine = &cfg.initial_advertise_peer_urls;
     let others = cfg.initial_cluster.iter().filter(|(_, url)| !mine.contains(url));
     let mut last_error = String::from("no other member in --initial-cluster");
     for (_, url) in others {
-        let info = match PeerClient::connect(url.clone()).await {
-            Ok(mut client) => client.cluster(ClusterRequest {}).await,
+        let info = match tls::connect(url, tls).await {
+            Ok(channel) => PeerClient::new(channel).cluster(ClusterRequest {}).await,
             Err(e) => {
                 last_error = format!("{url}: {e}");
                 continue;

@@ -19,3 +19,4 @@ pub mod proto;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;

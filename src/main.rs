@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use metastore::api;
 use metastore::config::{self, Config, Parsed, StorageEngine};
-use metastore::server::{Server, ServerConfig, Start};
+use metastore::server::{Server, ServerConfig};
 
 mod identity;
 use metastore::storage::{Engine, MemoryEngine, RocksEngine};
+use metastore::tls::PeerTls;
 
 const ETCD_API_VERSION: &str = "3.4.23";
 
@@ -52,20 +53,16 @@ async fn run(cfg: Config) -> Result<(), String> {
         tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
     }
     let engine = open_engine(&cfg)?;
-    let identity = identity::resolve(&cfg, &*engine).await?;
-    let multi_member = identity.known_peers.len() > 1 || identity.start == Start::Join;
-    let peer_listeners = if multi_member {
-        bind_all(&cfg.listen_peer_urls, "peer").await?
-    } else {
-        // A single member has nobody to talk to; its peer URLs may even be https (auto TLS).
-        Vec::new()
-    };
+    let peer_tls = peer_tls(&cfg)?;
+    let identity = identity::resolve(&cfg, &*engine, peer_tls.as_ref()).await?;
+    let peer_listeners = bind_all(&cfg.listen_peer_urls, "peer").await?;
     let server_cfg = ServerConfig {
         member_id: identity.member_id,
         cluster_id: identity.cluster_id,
         cluster_token: cfg.initial_cluster_token.clone(),
         start: identity.start,
         known_peers: identity.known_peers,
+        peer_tls: peer_tls.clone(),
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         heartbeat: cfg.heartbeat,
@@ -76,7 +73,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
     for (_, listener) in peer_listeners {
-        tasks.spawn(api::peer::serve(server.clone(), listener));
+        tasks.spawn(api::peer::serve(server.clone(), listener, peer_tls.clone()));
     }
     let client_listeners = bind_all(&cfg.listen_client_urls, "client").await?;
     server.publish(cfg.name.clone(), cfg.advertise_client_urls.clone()).await;
@@ -109,6 +106,27 @@ async fn run(cfg: Config) -> Result<(), String> {
     outcome
 }
 
+/// The peer TLS settings the flags ask for: certificate files, or a self-signed certificate.
+fn peer_tls(cfg: &Config) -> Result<Option<PeerTls>, String> {
+    let t = &cfg.peer_tls;
+    if !t.cert_file.is_empty() || !t.key_file.is_empty() {
+        let ca = (!t.trusted_ca_file.is_empty()).then_some(t.trusted_ca_file.as_str());
+        return PeerTls::from_files(&t.cert_file, &t.key_file, ca, t.client_cert_auth).map(Some).map_err(|e| e.to_string());
+    }
+    if t.auto_tls {
+        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        for url in cfg.initial_advertise_peer_urls.iter().chain(&cfg.listen_peer_urls) {
+            if let Some(host) = url.split("://").nth(1).and_then(|r| r.rsplit_once(':')).map(|(h, _)| h.to_string()) {
+                hosts.push(host);
+            }
+        }
+        hosts.sort();
+        hosts.dedup();
+        return PeerTls::auto(hosts).map(Some).map_err(|e| e.to_string());
+    }
+    Ok(None)
+}
+
 async fn bind_all(urls: &[String], what: &str) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
     let mut listeners = Vec::new();
     for url in urls {
@@ -135,6 +153,7 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
 fn socket_addr(url: &str, what: &str) -> Result<SocketAddr, String> {
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
+        Some(("https", rest)) if what == "peer" => rest,
         Some(("https", _)) => return Err(format!("{what} URL {url}: TLS on {what} URLs is not implemented yet")),
         _ => return Err(format!("{what} URL {url} must start with http://")),
     };

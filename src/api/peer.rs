@@ -15,6 +15,7 @@ use crate::proto::metastorepb::{
     ClusterInfo, ClusterRequest, MemberRecord, PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
 };
 use crate::server::Server;
+use crate::tls::PeerTls;
 
 pub struct PeerService {
     pub server: Arc<Server>,
@@ -56,10 +57,14 @@ impl Peer for PeerService {
     }
 }
 
-/// Serves the peer API on `listener` until the process ends.
-pub async fn serve(server: Arc<Server>, listener: TcpListener) -> Result<()> {
+/// Serves the peer API on `listener` until the process ends, over TLS when `tls` is given.
+pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<PeerTls>) -> Result<()> {
     let peer = PeerServer::new(PeerService { server }).max_decoding_message_size(1024 * 1024 * 1024);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config()).map_err(|e| Error::Internal(format!("peer TLS: {e}")))?;
+    }
+    builder
         .add_service(peer)
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await

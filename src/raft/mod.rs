@@ -21,7 +21,7 @@
 //! that needs entries from before it receives a state-machine snapshot (from the server's
 //! [`SnapshotSource`]) inside raft's snapshot message, then the log after it.
 //!
-//! Not done here yet: peer TLS, and streaming snapshots in chunks (one message carries it).
+//! Not done here yet: streaming snapshots in chunks (one message carries a whole snapshot).
 
 mod log_store;
 mod logger;

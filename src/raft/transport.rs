@@ -11,7 +11,7 @@
 //! the leader probes it instead of streaming to it. Peer URLs come from the [`PeerBook`], which
 //! the state machine keeps in step with the replicated member list.
 //!
-//! Not done here: TLS on peer URLs (`https://` peers are refused at start).
+//! `https://` peer URLs are dialled with the member's peer TLS settings (`crate::tls`).
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{Command, Transport};
 use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::RaftBatch;
+use crate::tls::{self, PeerTls};
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -33,13 +34,23 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Peer URLs by member id, shared by the transport and the state machine.
+/// Peer URLs by member id, shared by the transport and the state machine, and the TLS settings
+/// for `https://` ones.
 #[derive(Default)]
 pub struct PeerBook {
     urls: RwLock<HashMap<u64, Vec<String>>>,
+    tls: Option<PeerTls>,
 }
 
 impl PeerBook {
+    pub fn new(tls: Option<PeerTls>) -> Self {
+        Self { urls: RwLock::default(), tls }
+    }
+
+    pub fn tls(&self) -> Option<&PeerTls> {
+        self.tls.as_ref()
+    }
+
     pub fn set(&self, id: u64, urls: Vec<String>) {
         self.urls.write().expect("peer book lock").insert(id, urls);
     }
@@ -115,7 +126,8 @@ async fn peer_loop(
     let mut backoff = Duration::from_millis(50);
     loop {
         if let Some(url) = book.first_url(to) {
-            if let Ok(mut client) = PeerClient::connect(url.clone()).await {
+            if let Ok(channel) = tls::connect(&url, book.tls()).await {
+                let mut client = PeerClient::new(channel);
                 backoff = Duration::from_millis(50);
                 let (tx, rx) = mpsc::channel::<RaftBatch>(64);
                 let call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });

@@ -13,6 +13,7 @@ use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::{MemberChangeContext, MemberRecord, PromoteRequest};
 use crate::raft::{MemberChange, Role};
+use crate::tls;
 
 /// etcd promotes a learner only once it has 90% of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
@@ -97,7 +98,8 @@ impl Server {
     /// Forwards a promotion to the leader's peer API, as etcd does.
     async fn promote_on_leader(&self, leader: u64, id: u64) -> Result<()> {
         let url = self.members.get(leader).and_then(|m| m.peer_urls.first().cloned()).ok_or(Error::NoLeader)?;
-        let mut client = PeerClient::connect(url).await.map_err(|_| Error::NoLeader)?;
+        let channel = tls::connect(&url, self.raft.peers().tls()).await.map_err(|_| Error::NoLeader)?;
+        let mut client = PeerClient::new(channel);
         match client.promote(PromoteRequest { id }).await {
             Ok(_) => {
                 // Answer with the member list as this member sees it once the change is applied.

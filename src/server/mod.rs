@@ -62,7 +62,7 @@ pub enum Start {
 }
 
 /// What the server needs from the command line.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub member_id: u64,
     pub cluster_id: u64,
@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub start: Start,
     /// Peer URLs of the members known at start (from `--initial-cluster` or the cluster joined).
     pub known_peers: Vec<Member>,
+    /// TLS for `https://` peer URLs.
+    pub peer_tls: Option<crate::tls::PeerTls>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub heartbeat: Duration,
@@ -133,7 +135,7 @@ impl Server {
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
         let members = Arc::new(Members::open(&*engine)?);
-        let peers = Arc::new(PeerBook::default());
+        let peers = Arc::new(PeerBook::new(cfg.peer_tls.clone()));
         for m in cfg.known_peers.iter().chain(members.list().iter()) {
             peers.set(m.id, m.peer_urls.clone());
         }

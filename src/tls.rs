@@ -1,0 +1,149 @@
+//! TLS between members (etcd's `--peer-*` flags): the peer server's identity and client-CA
+//! check, and a client connector for `https://` peer URLs.
+//!
+//! * `--peer-cert-file` / `--peer-key-file`: the certificate served, and presented as a client.
+//! * `--peer-trusted-ca-file`: the CA that peer certificates must chain to (both directions).
+//! * `--peer-client-cert-auth`: the peer server requires a client certificate from that CA.
+//! * `--peer-auto-tls`: a self-signed certificate generated at start; as in etcd, peers using
+//!   auto TLS do not verify each other's certificates (the channel is encrypted, not
+//!   authenticated).
+
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tonic::transport::{Certificate, Channel, Endpoint, Identity, ServerTlsConfig};
+
+use crate::error::{Error, Result};
+
+/// TLS settings for the peer URLs.
+#[derive(Clone)]
+pub struct PeerTls {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    /// `None`: accept any server certificate (auto TLS).
+    ca_pem: Option<Vec<u8>>,
+    client_cert_auth: bool,
+}
+
+fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("peer TLS: {what}: {e}"))
+}
+
+impl PeerTls {
+    /// From certificate files.
+    pub fn from_files(cert: &str, key: &str, ca: Option<&str>, client_cert_auth: bool) -> Result<Self> {
+        let read = |path: &str| std::fs::read(path).map_err(|e| tls_err(path, e));
+        let ca_pem = ca.map(read).transpose()?;
+        Ok(Self { cert_pem: read(cert)?, key_pem: read(key)?, ca_pem, client_cert_auth })
+    }
+
+    /// A self-signed certificate for `hosts` (etcd's `--peer-auto-tls`).
+    pub fn auto(hosts: Vec<String>) -> Result<Self> {
+        let certified = rcgen::generate_simple_self_signed(hosts).map_err(|e| tls_err("self-signed certificate", e))?;
+        Ok(Self {
+            cert_pem: certified.cert.pem().into_bytes(),
+            key_pem: certified.signing_key.serialize_pem().into_bytes(),
+            ca_pem: None,
+            client_cert_auth: false,
+        })
+    }
+
+    /// The peer server's TLS configuration.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        if let (Some(ca), true) = (&self.ca_pem, self.client_cert_auth) {
+            cfg = cfg.client_ca_root(Certificate::from_pem(ca));
+        }
+        cfg
+    }
+
+    fn client_config(&self) -> Result<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("protocol versions", e))?;
+        let builder = match &self.ca_pem {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    roots.add(cert.map_err(|e| tls_err("trusted CA", e))?).map_err(|e| tls_err("trusted CA", e))?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))),
+        };
+        let certs = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| tls_err("certificate", e))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| tls_err("private key", e))?;
+        let mut cfg = builder.with_client_auth_cert(certs, key).map_err(|e| tls_err("client certificate", e))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(cfg)
+    }
+}
+
+/// Connects to a peer URL, over TLS when it is `https://`.
+pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
+    let unreachable = |e: &dyn std::fmt::Display| Error::Internal(format!("connect to {url}: {e}"));
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Endpoint::from_shared(url.to_string()).map_err(|e| unreachable(&e))?.connect().await.map_err(|e| unreachable(&e));
+    };
+    let tls = tls.ok_or_else(|| Error::InvalidArgument(format!("{url}: https peer URL without peer TLS flags")))?;
+    let config = Arc::new(tls.client_config()?);
+    let endpoint = Endpoint::from_shared(format!("http://{rest}")).map_err(|e| unreachable(&e))?;
+    let connector = tower::service_fn(move |uri: http::Uri| {
+        let config = config.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let name = ServerName::try_from(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(stream))
+        }
+    });
+    endpoint.connect_with_connector(connector).await.map_err(|e| unreachable(&e))
+}
+
+/// Auto TLS: the channel is encrypted but the peer's certificate is not checked, as in etcd.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
