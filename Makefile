@@ -10,10 +10,14 @@ DATA_DIR ?= ./data/n1.etcd
 # etcd e2e tests that must pass with metastore standing in for etcd (issue by issue).
 E2E_KV := TestCtlV3Put$$|TestCtlV3PutNoTLS$$|TestCtlV3PutIgnoreValue$$|TestCtlV3Get$$|TestCtlV3GetNoTLS$$|TestCtlV3GetFormat$$|TestCtlV3GetRev$$|TestCtlV3GetKeysOnly$$|TestCtlV3Del$$|TestCtlV3DelNoTLS$$|TestCtlV3TxnInteractiveSuccess$$|TestCtlV3TxnInteractiveSuccessNoTLS$$|TestCtlV3TxnInteractiveFail$$|TestCtlV3Compact$$|TestCtlV3CompactPhysical$$
 E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteractive$$|TestCtlV3WatchInteractiveNoTLS$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)(NoTLS|PeerTLS)?$$|TestCtlV3PutIgnoreLease$$|TestCtlV3Lock$$|TestCtlV3Elect$$
-E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)
+E2E_PEER_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)PeerTLS$$
+E2E_CLUSTER := TestCtlV3Member(List|Remove|Add|Update)(NoTLS|PeerTLS)?$$|TestCtlV3MemberAddForLearner$$|TestCtlV3GetQuorum$$|TestCtlV3EndpointStatus$$|TestCtlV3EndpointHealth$$
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)
+# Subtest filters apply to every matched test, so scenario subtests run on their own.
+E2E_SUBTESTS ?= TestCtlV3MoveLeaderScenarios/Insecure
 RUN ?= $(E2E_TESTS)
 
-.PHONY: deps build run test test-unit test-compat test-etcd-e2e lint fmt clean-cache
+.PHONY: deps build run test test-unit test-compat test-etcd-e2e bench lint fmt clean-cache
 
 deps:
 	@tools/install-deps.sh
@@ -44,6 +48,17 @@ test-compat: build
 # etcd's own e2e suite with metastore as the etcd binary: make test-etcd-e2e RUN='TestCtlV3Put$$'
 test-etcd-e2e: build
 	tools/etcd-e2e.sh --etcd $(BIN) --run '$(RUN)'
+	@if [ '$(RUN)' = '$(E2E_TESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
+
+# etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 20 minutes; about 3 with
+# BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
+BENCH_QUICK ?=
+BENCH_OUT ?= docs/benchmarks.md
+BENCH_JSON ?= $(CACHE_DIR)/bench/last-run.json
+bench: build
+	mkdir -p $(dir $(BENCH_JSON))
+	python3 tools/bench/compare.py --bench $(CARGO_TARGET_DIR)/release/metastore-bench --metastore $(BIN) \
+	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick)
 
 lint:
 	$(CARGO) fmt --check
