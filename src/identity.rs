@@ -48,7 +48,10 @@ fn new_cluster(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> 
             cfg.name, cfg.initial_advertise_peer_urls
         ));
     }
-    if members.len() > 1 && tls.is_none() && members.iter().flat_map(|m| &m.peer_urls).any(|u| u.starts_with("https://")) {
+    if members.len() > 1
+        && tls.is_none()
+        && members.iter().flat_map(|m| &m.peer_urls).any(|u| u.starts_with("https://"))
+    {
         return Err("https:// peer URLs need --peer-auto-tls or --peer-cert-file/--peer-key-file".into());
     }
     Ok(Identity {

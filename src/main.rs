@@ -111,7 +111,9 @@ fn peer_tls(cfg: &Config) -> Result<Option<PeerTls>, String> {
     let t = &cfg.peer_tls;
     if !t.cert_file.is_empty() || !t.key_file.is_empty() {
         let ca = (!t.trusted_ca_file.is_empty()).then_some(t.trusted_ca_file.as_str());
-        return PeerTls::from_files(&t.cert_file, &t.key_file, ca, t.client_cert_auth).map(Some).map_err(|e| e.to_string());
+        return PeerTls::from_files(&t.cert_file, &t.key_file, ca, t.client_cert_auth)
+            .map(Some)
+            .map_err(|e| e.to_string());
     }
     if t.auto_tls {
         let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];

@@ -90,7 +90,11 @@ impl PeerTls {
 pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Internal(format!("connect to {url}: {e}"));
     let Some(rest) = url.strip_prefix("https://") else {
-        return Endpoint::from_shared(url.to_string()).map_err(|e| unreachable(&e))?.connect().await.map_err(|e| unreachable(&e));
+        return Endpoint::from_shared(url.to_string())
+            .map_err(|e| unreachable(&e))?
+            .connect()
+            .await
+            .map_err(|e| unreachable(&e));
     };
     let tls = tls.ok_or_else(|| Error::InvalidArgument(format!("{url}: https peer URL without peer TLS flags")))?;
     let config = Arc::new(tls.client_config()?);
@@ -101,7 +105,8 @@ pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
             let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_string();
             let port = uri.port_u16().unwrap_or(443);
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            let name = ServerName::try_from(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let name =
+                ServerName::try_from(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }

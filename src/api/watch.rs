@@ -201,10 +201,10 @@ fn fill_prev_kv(server: &Server, events: &mut [Event]) {
 fn fragment(resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
     let WatchResponse { header, watch_id, events, .. } = resp;
     let mut pieces: Vec<WatchResponse> = Vec::new();
-    let mut current = WatchResponse { header: header.clone(), watch_id, ..Default::default() };
+    let mut current = WatchResponse { header, watch_id, ..Default::default() };
     for ev in events {
         if !current.events.is_empty() && current.encoded_len() + ev.encoded_len() + 8 > max_bytes {
-            let next = WatchResponse { header: header.clone(), watch_id, ..Default::default() };
+            let next = WatchResponse { header, watch_id, ..Default::default() };
             pieces.push(std::mem::replace(&mut current, next));
         }
         current.events.push(ev);

@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn range_end_rules() {
-        let cases: &[(&[u8], &[u8], &[u8], bool)] = &[
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], bool);
+        let cases: &[Case] = &[
             (b"foo", b"", b"foo", true),
             (b"foo", b"", b"foo1", false),
             (b"foo", b"\0", b"foo", true),

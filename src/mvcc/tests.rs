@@ -27,7 +27,10 @@ fn del(kv: &KvStore, range: KeyRange) -> i64 {
     n
 }
 
-fn get(kv: &KvStore, range: KeyRange, rev: i64) -> Result<Vec<(String, String, i64, i64, i64)>, Error> {
+/// `(key, value, create_revision, mod_revision, version)` of each key-value read.
+type Row = (String, String, i64, i64, i64);
+
+fn get(kv: &KvStore, range: KeyRange, rev: i64) -> Result<Vec<Row>, Error> {
     let res = kv.read().range(&range, RangeOptions { rev, ..Default::default() })?;
     Ok(res
         .kvs

@@ -31,10 +31,10 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(want)
         }
-        CompareTarget::Version => kv.version.cmp(&int_target(c, |t| matches_version(t))),
-        CompareTarget::Create => kv.create_revision.cmp(&int_target(c, |t| matches_create(t))),
-        CompareTarget::Mod => kv.mod_revision.cmp(&int_target(c, |t| matches_mod(t))),
-        CompareTarget::Lease => kv.lease.cmp(&int_target(c, |t| matches_lease(t))),
+        CompareTarget::Version => kv.version.cmp(&int_target(c, matches_version)),
+        CompareTarget::Create => kv.create_revision.cmp(&int_target(c, matches_create)),
+        CompareTarget::Mod => kv.mod_revision.cmp(&int_target(c, matches_mod)),
+        CompareTarget::Lease => kv.lease.cmp(&int_target(c, matches_lease)),
     };
     match c.result() {
         CompareResult::Equal => ord == Ordering::Equal,

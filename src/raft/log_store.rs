@@ -237,8 +237,7 @@ impl Storage for LogStore {
         if index < request_index {
             return Err(unavailable());
         }
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot { data: data.into(), ..Default::default() };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

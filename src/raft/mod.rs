@@ -135,7 +135,10 @@ pub(crate) enum Command {
     Step(Message),
     Unreachable(u64),
     /// Whether a snapshot message reached the peer.
-    SnapshotSent { to: u64, ok: bool },
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
     /// Ends the node loop after the current turn (graceful shutdown).
     Stop,
 }

@@ -77,10 +77,8 @@ impl Watcher {
     fn wants(&self, ev: &Event) -> bool {
         let kv = ev.kv.as_ref().expect("events carry a key-value");
         let is_put = ev.r#type == EventType::Put as i32;
-        kv.mod_revision >= self.next_rev
-            && !(is_put && self.spec.no_put)
-            && !(!is_put && self.spec.no_delete)
-            && self.spec.range.contains(&kv.key)
+        let filtered = if is_put { self.spec.no_put } else { self.spec.no_delete };
+        kv.mod_revision >= self.next_rev && !filtered && self.spec.range.contains(&kv.key)
     }
 }
 
