@@ -105,6 +105,7 @@ pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
             let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_string();
             let port = uri.port_u16().unwrap_or(443);
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
             let name =
                 ServerName::try_from(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;

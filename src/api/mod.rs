@@ -19,8 +19,8 @@ pub mod watch;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
@@ -32,6 +32,12 @@ use crate::server::Server;
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
+/// algorithm (40 ms with delayed ACKs).
+pub(crate) fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
 
 /// Serves the client API on `listener` until the process ends.
 pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes: usize) -> Result<()> {
@@ -57,7 +63,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(incoming(listener))
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
 }

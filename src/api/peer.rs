@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::to_status;
@@ -66,7 +65,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<PeerT
     }
     builder
         .add_service(peer)
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(super::incoming(listener))
         .await
         .map_err(|e| Error::Internal(format!("peer listener: {e}")))
 }
