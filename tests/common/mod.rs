@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_metastore");
 
+/// What a member logs when a port it was given has been taken meanwhile.
+const PORT_TAKEN: &str = "Address already in use";
+
 /// Reserves a free loopback port by binding port 0 and releasing it.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
@@ -25,14 +28,23 @@ pub struct Member {
 }
 
 impl Member {
-    /// Starts a single member with `extra` flags on a fresh data dir.
+    /// Starts a single member with `extra` flags on a fresh data dir. Ports are picked by
+    /// binding port 0 and releasing it, so another process may grab one first: a start that fails
+    /// with "Address already in use" is retried on fresh ports (at most three times).
     pub fn start(extra: &[&str]) -> Member {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
-        let mut m = Self::configure(&data_dir, extra);
-        m._tmp = Some(tmp);
-        m.spawn();
-        m
+        for _ in 0..3 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let data_dir = tmp.path().join("data");
+            let mut m = Self::configure(&data_dir, extra);
+            m._tmp = Some(tmp);
+            m.spawn_nowait();
+            match m.try_wait_ready() {
+                Ok(()) => return m,
+                Err(log) if log.contains(PORT_TAKEN) => continue,
+                Err(log) => panic!("metastore did not start; log:\n{log}"),
+            }
+        }
+        panic!("no free ports after three attempts");
     }
 
     fn configure(data_dir: &Path, extra: &[&str]) -> Member {
@@ -98,18 +110,26 @@ impl Member {
 
     /// Polls `/health` until the member answers healthy (bounded: 30 s).
     pub fn wait_ready(&mut self) {
+        if let Err(log) = self.try_wait_ready() {
+            panic!("metastore did not become healthy; log:\n{log}");
+        }
+    }
+
+    /// Like [`Member::wait_ready`], but hands back the log when the process exits or times out.
+    pub fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = self.client_url.trim_start_matches("http://").to_string();
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("metastore exited early with {status}; log:\n{}", self.log());
+                self.child = None;
+                return Err(format!("exited early with {status}:\n{}", self.log()));
             }
             if http_get(&addr, "/health").is_some_and(|b| b.contains("\"health\":\"true\"")) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("metastore did not become healthy within 30 s; log:\n{}", self.log());
+        Err(format!("not healthy within 30 s:\n{}", self.log()))
     }
 
     /// SIGKILL, as a crash.
@@ -199,8 +219,18 @@ impl Cluster {
         Self::start_with(n, &[])
     }
 
-    /// Starts `n` members with `extra` flags each.
+    /// Starts `n` members with `extra` flags each, retrying on fresh ports (at most three
+    /// times) when one was taken between picking and binding it.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        for _ in 0..3 {
+            if let Some(c) = Self::try_start(n, extra) {
+                return c;
+            }
+        }
+        panic!("no free ports after three attempts");
+    }
+
+    fn try_start(n: usize, extra: &[&str]) -> Option<Cluster> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster: String = ports
@@ -226,10 +256,14 @@ impl Cluster {
         for m in &mut members {
             m.spawn_nowait();
         }
-        for m in &mut members {
-            m.wait_ready();
+        for i in 0..members.len() {
+            match members[i].try_wait_ready() {
+                Ok(()) => {}
+                Err(log) if log.contains(PORT_TAKEN) => return None, // dropping `members` kills them
+                Err(log) => panic!("member m{i} did not start; log:\n{log}"),
+            }
         }
-        Cluster { members, tmp, initial_cluster }
+        Some(Cluster { members, tmp, initial_cluster })
     }
 
     /// A new member's process for `member add` (`--initial-cluster-state existing`); not started.
