@@ -42,7 +42,7 @@ fn highest_in(i: usize) -> u64 {
     ((((top + 1) as u128) << shift) - 1) as u64
 }
 
-/// A mergeable latency histogram; see the module docs for its precision.
+/// A latency histogram; see the module docs for its precision.
 #[derive(Clone, Debug)]
 pub struct Histogram {
     counts: Vec<u64>,
@@ -69,16 +69,6 @@ impl Histogram {
         self.sum += v as u128;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
     }
 
     pub fn count(&self) -> u64 {
@@ -259,30 +249,6 @@ mod tests {
         assert_eq!(h.max(), 0);
         assert_eq!(h.quantile(0.99), 0);
         assert_eq!(h.mean(), 0.0);
-    }
-
-    #[test]
-    fn merge_equals_recording_everything_in_one() {
-        let (mut a, mut b, mut all) = (Histogram::new(), Histogram::new(), Histogram::new());
-        for v in 0..10_000u64 {
-            let v = v * v;
-            if v % 3 == 0 {
-                a.record(v)
-            } else {
-                b.record(v)
-            };
-            all.record(v);
-        }
-        a.merge(&b);
-        assert_eq!(a.count(), all.count());
-        assert_eq!(a.min(), all.min());
-        assert_eq!(a.max(), all.max());
-        for q in [0.1, 0.5, 0.99] {
-            assert_eq!(a.quantile(q), all.quantile(q));
-        }
-        let mut empty = Histogram::new();
-        empty.merge(&all);
-        assert_eq!(empty.min(), all.min());
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl Report {
                 .kinds
                 .iter()
                 .map(|k| {
-                    let v = json!({"ok": k.latency.count(), "errors": k.errors, "latency_ms": latency_json(&k.latency)});
+                    let v =
+                        json!({"ok": k.latency.count(), "errors": k.errors, "latency_ms": latency_json(&k.latency)});
                     (k.name.to_string(), v)
                 })
                 .collect();
@@ -96,8 +97,10 @@ impl Report {
         let mut s = String::new();
         let secs = self.elapsed.as_secs_f64();
         let _ = writeln!(s, "{}: {} ok, {} failed in {secs:.2}s", self.workload, self.ok(), self.error_total());
-        let _ = writeln!(s, "  throughput   {:.1} req/s (successful)", self.throughput());
-        let _ = writeln!(s, "  latency ms   {} ({})", latency_text(&self.latency), self.latency_of);
+        if self.latency.count() > 0 || self.error_total() > 0 {
+            let _ = writeln!(s, "  throughput   {:.1} req/s (successful)", self.throughput());
+            let _ = writeln!(s, "  latency ms   {} ({})", latency_text(&self.latency), self.latency_of);
+        }
         for (code, (n, msg)) in &self.errors {
             let _ = writeln!(s, "  error        {code} x{n}: {msg}");
         }

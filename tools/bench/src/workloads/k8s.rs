@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -183,7 +181,7 @@ pub async fn run(g: &Global, a: &K8sArgs) -> Result<Report, String> {
     let elapsed = runner::run(&super::opts(g, "k8s"), &rec, workers).await;
     let drain_start = Instant::now();
     let cas_ok = rec.kinds()[K8sWorker::kind(K8sOp::Cas)].latency.count();
-    let expected = cas_ok - shared.conflicts.load(Ordering::Relaxed);
+    let expected = cas_ok.saturating_sub(shared.conflicts.load(Ordering::Relaxed));
     let target = expected * receivers.len() as u64;
     watchers::wait_until(std::time::Duration::from_secs(5), || events.load(Ordering::Relaxed) >= target).await;
     let _ = stop_tx.send(true);

@@ -28,19 +28,34 @@ struct TxnPutWorker {
 
 impl Worker for TxnPutWorker {
     fn call(&mut self, seq: u64) -> (usize, impl Future<Output = Result<(), etcd_client::Error>> + Send) {
-        let base = seq * self.ops as u64;
-        let ops: Vec<TxnOp> = (0..self.ops as u64)
-            .map(|j| TxnOp::put(self.picker.pick(base + j, &mut self.rng), self.value.to_vec(), None))
+        let ops: Vec<TxnOp> = distinct_indices(&self.picker, seq, self.ops, &mut self.rng)
+            .into_iter()
+            .map(|i| TxnOp::put(keys::key(&self.picker.prefix, i, self.picker.size), self.value.to_vec(), None))
             .collect();
         let mut kv = self.kv.clone();
         (0, async move { kv.txn(Txn::new().and_then(ops)).await.map(drop) })
     }
 }
 
+/// Key indices of transaction `seq`: `ops` distinct ones (etcd rejects a txn that puts one key
+/// twice). Sequential mode takes the next `ops` indices; random mode draws until distinct.
+fn distinct_indices(picker: &KeyPicker, seq: u64, ops: usize, rng: &mut StdRng) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::with_capacity(ops);
+    let mut n = seq * ops as u64;
+    while out.len() < ops {
+        let i = picker.index(n, rng);
+        n += 1;
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 pub async fn run_put(g: &Global, a: &TxnPutArgs) -> Result<Report, String> {
     a.keys.validate()?;
-    if a.txn_ops == 0 {
-        return Err("--txn-ops must be at least 1".into());
+    if a.txn_ops == 0 || a.txn_ops as u64 > a.keys.key_space_size {
+        return Err("--txn-ops must be between 1 and --key-space-size".into());
     }
     let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
     let picker = Arc::new(KeyPicker::new(&a.keys));
@@ -113,4 +128,22 @@ pub async fn run_mixed(g: &Global, a: &TxnMixedArgs) -> Result<Report, String> {
     let cfg = json!({"rw_ratio": a.rw_ratio, "consistency": consistency, "key_size": a.keys.key_size,
         "val_size": a.keys.val_size, "key_space_size": a.keys.key_space_size});
     Ok(Report::from_recorder("txn-mixed", &rec, elapsed, super::config(g, cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_keys_are_distinct() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let random = KeyPicker { prefix: "k".into(), size: 4, space: 12, sequential: false };
+        for seq in 0..200 {
+            let mut ks = distinct_indices(&random, seq, 12, &mut rng);
+            ks.sort_unstable();
+            assert_eq!(ks, (0..12).collect::<Vec<_>>());
+        }
+        let sequential = KeyPicker { sequential: true, space: 1000, ..random };
+        assert_eq!(distinct_indices(&sequential, 3, 4, &mut rng), vec![12, 13, 14, 15]);
+    }
 }

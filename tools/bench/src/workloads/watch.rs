@@ -56,7 +56,8 @@ pub async fn run(g: &Global, a: &WatchArgs) -> Result<Report, String> {
     let setup = Instant::now();
     let mut opening = Vec::new();
     for s in 0..a.streams {
-        let (client, keys, create, per) = (clients[s % clients.len()].clone(), keys.clone(), create.clone(), a.watch_per_stream);
+        let (client, keys, create, per) =
+            (clients[s % clients.len()].clone(), keys.clone(), create.clone(), a.watch_per_stream);
         let key_of = move |i: usize| (keys[(s * per + i) % keys.len()].clone(), WatchOptions::new());
         let limit = g.request_timeout;
         opening.push(tokio::spawn(async move { watchers::open(&client, per, key_of, &create, 0, limit).await }));
@@ -110,8 +111,7 @@ pub async fn run(g: &Global, a: &WatchArgs) -> Result<Report, String> {
     let puts = Arc::new(Recorder::new(&["put"]));
     let put_elapsed = runner::run(&super::opts(g, "watch"), &puts, workers).await;
     let expected = expected.load(Ordering::Relaxed);
-    let drained =
-        watchers::wait_until(a.drain_timeout, || delivered.load(Ordering::Relaxed) >= expected).await;
+    let drained = watchers::wait_until(a.drain_timeout, || delivered.load(Ordering::Relaxed) >= expected).await;
     let _ = stop_tx.send(true);
     for r in receivers {
         let _ = r.await;

@@ -62,7 +62,8 @@ pub async fn run(g: &Global, a: &WatchLatencyArgs) -> Result<Report, String> {
     let setup = Instant::now();
     let mut opening = Vec::new();
     for s in 0..a.streams {
-        let (client, create, per, limit) = (clients[s % clients.len()].clone(), create.clone(), a.watchers_per_stream, g.request_timeout);
+        let (client, create, per, limit) =
+            (clients[s % clients.len()].clone(), create.clone(), a.watchers_per_stream, g.request_timeout);
         let key_of = |_| (KEY.as_bytes().to_vec(), WatchOptions::new());
         opening.push(tokio::spawn(async move { watchers::open(&client, per, key_of, &create, 0, limit).await }));
     }
@@ -111,8 +112,7 @@ pub async fn run(g: &Global, a: &WatchLatencyArgs) -> Result<Report, String> {
     opts.rate = opts.rate.or(Some(100.0));
     let elapsed = runner::run(&opts, &puts, workers).await;
     let expected = puts.latency().count() * created;
-    let drained =
-        watchers::wait_until(a.drain_timeout, || delivered.load(Ordering::Relaxed) >= expected).await;
+    let drained = watchers::wait_until(a.drain_timeout, || delivered.load(Ordering::Relaxed) >= expected).await;
     let _ = stop_tx.send(true);
     for r in receivers {
         let _ = r.await;

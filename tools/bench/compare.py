@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: etcd 3.4.23 and MetaStore on this machine's loopback.
+
+    tools/bench/compare.py --bench BIN --metastore BIN [--etcd /usr/bin/etcd] [--quick]
+                           [--out docs/benchmarks.md] [--json-out FILE] [--only ID,ID]
+                           [--skip floor,single,cluster,scale] [--keep]
+
+Sections, in order:
+  floor    fdatasync latency of the data disk and loopback TCP round trip.
+  single   one member of each server, started side by side with fresh data dirs; every
+           workload of harness/plan.py runs against both in alternation (etcd first on even
+           rows, MetaStore first on odd ones); then each server's peak RSS and data-dir size.
+  cluster  3 members of etcd with the same workloads' subset; MetaStore is single-member only,
+           so its column records what its binary does with a 3-member --initial-cluster.
+  scale    a fresh server of each kind loaded with N keys (16-byte keys, 256-byte values;
+           1,000,000 in full mode), then RSS, data-dir size, restart time to serving, and
+           point-get and 1,000-key-prefix latency after the restart.
+
+Everything is bounded: each run has a --duration (or a --total under a --duration cap), each
+subprocess a timeout, and every server is stopped by its PID on the way out, error or not.
+Prints the tables and writes them to --out with the machine description and exact commands.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import doc, plan, servers  # noqa: E402
+
+
+class Bench:
+    """Runs `metastore-bench --json` and returns its report (or a `harness_error`)."""
+
+    def __init__(self, binary, duration):
+        self.binary, self.duration = binary, duration
+        self.commands = []  # (id, argv with $EP) for the document
+
+    def argv(self, args, duration=None):
+        d = duration or self.duration
+        return ["--json", "--no-progress", "--duration", f"{d}s", *args]
+
+    def run(self, endpoints, args, wid=None, duration=None, record=True):
+        argv = self.argv(args, duration)
+        if record and wid and wid not in {c[0] for c in self.commands}:
+            self.commands.append((wid, ["metastore-bench", "--endpoints", "$EP", *argv]))
+        timeout = (duration or self.duration) + 240
+        try:
+            out = subprocess.run([self.binary, "--endpoints", endpoints, *argv], capture_output=True, text=True,
+                                 timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"harness_error": f"timed out after {timeout}s"}
+        if out.returncode != 0:
+            return {"harness_error": (out.stderr.strip().splitlines() or ["exit %d" % out.returncode])[-1][:200]}
+        return json.loads(out.stdout)
+
+
+def checked(bench, cluster, name, args, wid):
+    """Runs one workload; if a member died during it, says so in the report and restarts it."""
+    r = bench.run(cluster.endpoints, args, wid)
+    dead = [m for m in cluster.members if not m.alive()]
+    if dead:
+        why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)
+        r = {**r, "harness_error": f"server exited during the run ({why})"}
+        log(f"  {name}: {why}; restarting it")
+        cluster.stop()
+        cluster.start()
+    return r
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def summary(r):
+    if "harness_error" in r:
+        return "ERROR " + r["harness_error"]
+    lat = r.get("latency_ms", {})
+    errs = sum(r.get("errors", {}).values())
+    return f"{r.get('throughput', 0):,.0f}/s p50 {lat.get('p50', 0):.2f} p99 {lat.get('p99', 0):.2f} ms, {errs} failed"
+
+
+def run_single(bench, opts, workdir, live):
+    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "single"), 1, bench.binary)
+    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "single"), 1, bench.binary)
+    live += [etcd, ms]
+    etcd.start()
+    ms.start()
+    results = {}
+    work = [w for w in plan.matrix(opts.mode) if not opts.only or w[0] in opts.only]
+    for i, (wid, _title, glob, sub, _kind, _full) in enumerate(work):
+        order = [("etcd", etcd), ("metastore", ms)]
+        if i % 2:
+            order.reverse()
+        for name, c in order:
+            r = checked(bench, c, name, [*glob, *sub], wid)
+            results.setdefault(wid, {})[name] = r
+            log(f"  [{i + 1}/{len(work)}] {wid:<16} {name:<9} {summary(r)}")
+            etcd.sample_rss()
+            ms.sample_rss()
+            time.sleep(1)
+    resources = {}
+    for name, c in (("etcd", etcd), ("metastore", ms)):
+        alloc, apparent = c.data_size()
+        resources[name] = {"peak_rss_kib": c.peak_rss_kib(), "data_alloc": alloc, "data_apparent": apparent}
+    etcd.stop()
+    ms.stop()
+    return {"workloads": results, "resources": resources, "plan": work}
+
+
+def run_cluster(bench, opts, workdir, live):
+    """etcd x3 always; MetaStore x3 when its binary forms a 3-member cluster within 30 s."""
+    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "etcd3"), 3, bench.binary)
+    live.append(etcd)
+    etcd.start()
+    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "ms3"), 3, bench.binary)
+    live.append(ms)
+    note = None
+    try:
+        ms.start(wait=30)
+    except RuntimeError as e:
+        note = str(e)
+        ms.stop()
+        log(f"  metastore x3 not started: {note}")
+    sides = [("etcd", etcd)] + ([("metastore", ms)] if note is None else [])
+    results = {}
+    work = [w for w in plan.cluster_matrix(opts.mode) if not opts.only or w[0] in opts.only]
+    for i, (wid, _title, glob, sub, _kind) in enumerate(work):
+        order = sides if i % 2 == 0 else sides[::-1]
+        for name, c in order:
+            r = checked(bench, c, name, [*glob, *sub], "3m-" + wid)
+            results.setdefault(wid, {})[name] = r
+            log(f"  [{i + 1}/{len(work)}] {wid:<16} {name:<9} x3 {summary(r)}")
+            time.sleep(1)
+    peaks = {name: c.peak_rss_kib() for name, c in sides}
+    etcd.stop()
+    ms.stop()
+    return {"workloads": results, "metastore_note": note, "plan": work, "peak_rss_kib": peaks}
+
+
+def run_scale(bench, opts, workdir, live):
+    keys = plan.MODES[opts.mode]["scale_keys"]
+    cap = plan.MODES[opts.mode]["scale_load_cap"]
+    out = {"keys": keys}
+    for name, binary in (("etcd", opts.etcd), ("metastore", opts.metastore)):
+        c = servers.Cluster(name, binary, os.path.join(workdir, "scale"), 1, bench.binary)
+        live.append(c)
+        c.start()
+        load = bench.run(c.endpoints, plan.scale_load_args(keys), "scale-load", duration=cap)
+        loaded = 100 * load.get("ok", 0)
+        log(f"  scale {name:<9} load {summary(load)} ({loaded:,} keys)")
+        time.sleep(2)
+        rss_loaded = c.sample_rss()[0]
+        alloc, apparent = c.data_size()
+        restart_s = c.restart(wait=300)
+        rss_restarted = c.sample_rss()[0]
+        log(f"  scale {name:<9} restart {restart_s:.2f}s")
+        reads = {}
+        for rid, _title, args in plan.scale_reads(keys):
+            reads[rid] = bench.run(c.endpoints, args, rid)
+            log(f"  scale {name:<9} {rid:<13} {summary(reads[rid])}")
+        out[name] = {
+            "load": load, "loaded_keys": min(loaded, keys), "rss_loaded_kib": rss_loaded,
+            "peak_rss_kib": c.peak_rss_kib(), "data_alloc": alloc, "data_apparent": apparent,
+            "restart_s": restart_s, "rss_restarted_kib": rss_restarted, "reads": reads,
+        }
+        c.stop()
+        shutil.rmtree(os.path.join(workdir, "scale"), ignore_errors=True)
+    return out
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bench", required=True, help="metastore-bench binary")
+    p.add_argument("--metastore", required=True, help="metastore server binary")
+    p.add_argument("--etcd", default="/usr/bin/etcd")
+    p.add_argument("--quick", action="store_true", help="about 3 minutes instead of about 20")
+    p.add_argument("--out", help="markdown file to write (e.g. docs/benchmarks.md)")
+    p.add_argument("--json-out", help="also write every raw report to this JSON file")
+    p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
+                   help="parent of the run's data dirs (must be a real disk, not tmpfs)")
+    p.add_argument("--only", help="comma-separated workload ids (debugging)")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale")
+    p.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
+    p.add_argument("--render-from", metavar="JSON", help="only re-render a --json-out file of an earlier run")
+    if "--render-from" in sys.argv:  # no binaries needed
+        for a in p._actions:
+            a.required = False
+    o = p.parse_args()
+    o.mode = "quick" if o.quick else "full"
+    o.only = set(o.only.split(",")) if o.only else None
+    o.skip = set(filter(None, o.skip.split(",")))
+    for b in () if o.render_from else (o.bench, o.metastore, o.etcd):
+        if not os.access(b, os.X_OK):
+            p.error(f"not executable: {b}")
+    return o
+
+
+def write(text, opts):
+    print(text)
+    if opts.out:
+        with open(opts.out, "w") as f:
+            f.write(text)
+        log(f"wrote {opts.out}")
+
+
+def main():
+    opts = parse_args()
+    if opts.render_from:
+        with open(opts.render_from) as f:
+            res = json.load(f)
+        opts.mode = res["mode"]
+        return write(doc.render(res, opts), opts)
+    os.makedirs(opts.workdir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="run-", dir=opts.workdir)
+    fs = subprocess.run(["stat", "-f", "-c", "%T", workdir], capture_output=True, text=True).stdout.strip()
+    if fs in ("tmpfs", "ramfs"):
+        sys.exit(f"{workdir} is on {fs}: fsync would cost nothing there; use --workdir on a disk")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Snapshot the binaries: a rebuild in the shared target dir during the run must not mix builds.
+    bindir = os.path.join(workdir, "bin")
+    os.makedirs(bindir)
+    fingerprints = {}
+    for attr in ("metastore", "bench"):
+        src = getattr(opts, attr)
+        dst = os.path.join(bindir, os.path.basename(src))
+        shutil.copy2(src, dst)
+        fingerprints[os.path.basename(src)] = doc.fingerprint(dst)
+        setattr(opts, attr, dst)
+    bench = Bench(opts.bench, plan.MODES[opts.mode]["duration"])
+    started = time.monotonic()
+    res = {"mode": opts.mode, "machine": {**doc.describe_machine(workdir, opts), "binaries": fingerprints},
+           "argv": sys.argv,
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    live = []
+    sections = [
+        ("floor", "floor: fdatasync and loopback",
+         lambda: bench.run("http://127.0.0.1:1", ["floor", "--dir", workdir], "floor")),
+        ("single", "single member: etcd and MetaStore side by side", lambda: run_single(bench, opts, workdir, live)),
+        ("cluster", "three members", lambda: run_cluster(bench, opts, workdir, live)),
+        ("scale", "scale run", lambda: run_scale(bench, opts, workdir, live)),
+    ]
+    try:
+        for name, title, run in sections:
+            if name in opts.skip:
+                continue
+            log(title)
+            try:
+                res[name] = run()
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+                log(f"  {name} failed: {e}")
+                res.setdefault("section_errors", {})[name] = str(e)
+            finally:
+                for c in live:
+                    c.stop()
+                live.clear()
+    finally:
+        for c in live:
+            c.stop()
+        if not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    res["elapsed_s"] = time.monotonic() - started
+    res["machine"]["after"] = doc.load_now()
+    res["commands"] = bench.commands
+    if opts.json_out:
+        with open(opts.json_out, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+    write(doc.render(res, opts), opts)
+
+
+if __name__ == "__main__":
+    main()
