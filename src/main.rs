@@ -68,6 +68,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         heartbeat: cfg.heartbeat,
         election_ticks: cfg.election_ticks,
         snapshot_count: cfg.snapshot_count,
+        strict_reconfig_check: cfg.strict_reconfig_check,
         watch_progress_interval: cfg.watch_progress_interval,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;

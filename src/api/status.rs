@@ -23,6 +23,7 @@ pub fn to_status(e: Error) -> Status {
         | Error::LearnerNotReady
         | Error::TooManyLearners
         | Error::BadLeaderTransferee
+        | Error::NotEnoughStartedMembers
         | Error::NotLeader => Code::FailedPrecondition,
         Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::LeaseNotFound => Code::NotFound,

@@ -180,7 +180,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
     }
 
     fn start_read(&mut self, waiters: Vec<oneshot::Sender<Result<u64>>>) {
-        let ctx = self.next_read_ctx.to_be_bytes().to_vec();
+        // Followers' requests reach the leader's queue beside its own, which raft-rs
+        // deduplicates by context: the member id keeps contexts unique cluster-wide.
+        let mut ctx = self.raw.raft.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.next_read_ctx.to_be_bytes());
         self.next_read_ctx += 1;
         self.raw.read_index(ctx.clone());
         self.reads.push_back(PendingRead { ctx, deadline: Instant::now() + self.read_timeout, waiters });

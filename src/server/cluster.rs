@@ -18,6 +18,22 @@ use crate::tls;
 /// etcd promotes a learner only once it has 90% of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
 
+/// etcd's `IsReadyToAddVotingMember`: after the addition, the started voters (those that
+/// published their name) must still make a quorum — except when growing a single member to two.
+fn ready_to_add_voter(members: &[Member]) -> bool {
+    let voters = members.iter().filter(|m| !m.is_learner);
+    let started = voters.clone().filter(|m| !m.name.is_empty()).count();
+    let after = voters.count() + 1;
+    (started == 1 && after == 2) || started > after / 2
+}
+
+/// etcd's `IsReadyToRemoveVotingMember`: the started voters left must make a quorum.
+fn ready_to_remove_voter(members: &[Member], id: u64) -> bool {
+    let left: Vec<&Member> = members.iter().filter(|m| !m.is_learner && m.id != id).collect();
+    let started = left.iter().filter(|m| !m.name.is_empty()).count();
+    started > left.len() / 2
+}
+
 fn valid_urls(urls: &[String]) -> bool {
     !urls.is_empty() && urls.iter().all(|u| u.starts_with("http://") || u.starts_with("https://"))
 }
@@ -43,6 +59,9 @@ impl Server {
         if is_learner && members.iter().any(|m| m.is_learner) {
             return Err(Error::TooManyLearners);
         }
+        if !is_learner && self.cfg.strict_reconfig_check && !ready_to_add_voter(&members) {
+            return Err(Error::NotEnoughStartedMembers);
+        }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let id = member_id(&peer_urls, &format!("{}{now}", self.cfg.cluster_token));
         let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
@@ -52,8 +71,9 @@ impl Server {
     }
 
     pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
-        if self.members.get(id).is_none() {
-            return Err(Error::MemberNotFound);
+        let member = self.members.get(id).ok_or(Error::MemberNotFound)?;
+        if !member.is_learner && self.cfg.strict_reconfig_check && !ready_to_remove_voter(&self.members.list(), id) {
+            return Err(Error::NotEnoughStartedMembers);
         }
         self.change_membership(MemberChange::Remove(id), None).await?;
         Ok(self.members.list())
@@ -169,5 +189,30 @@ impl Server {
     /// Hands a raft message from a peer to the node loop.
     pub fn step_peer_message(&self, bytes: &[u8]) -> Result<()> {
         self.raft.step_encoded(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, started: bool, is_learner: bool) -> Member {
+        Member { id, name: if started { format!("m{id}") } else { String::new() }, is_learner, ..Default::default() }
+    }
+
+    #[test]
+    fn strict_reconfig_rules_match_etcd() {
+        // Growing a single started member to two is allowed (restoring a cluster).
+        assert!(ready_to_add_voter(&[member(1, true, false)]));
+        // 3 voters, one never started: a fourth needs 3 started of 4.
+        let three = [member(1, true, false), member(2, true, false), member(3, false, false)];
+        assert!(!ready_to_add_voter(&three));
+        assert!(ready_to_add_voter(&[member(1, true, false), member(2, true, false), member(3, true, false)]));
+        // Removing a started member of that cluster leaves 1 started of 2: refused.
+        assert!(!ready_to_remove_voter(&three, 1));
+        // Removing the member that never started leaves 2 of 2.
+        assert!(ready_to_remove_voter(&three, 3));
+        // Learners do not count.
+        assert!(ready_to_remove_voter(&[member(1, true, false), member(2, false, true)], 2));
     }
 }

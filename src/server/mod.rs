@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub election_ticks: usize,
     /// Applied entries between raft log compactions (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Refuse membership changes that would leave too few started voters for a quorum.
+    pub strict_reconfig_check: bool,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
 }
@@ -229,9 +231,18 @@ impl Server {
         self.kv.read().rev()
     }
 
-    /// Waits until a local read reflects every write committed before the call.
+    /// Waits until a local read reflects every write committed before the call. A ReadIndex round
+    /// that raft dropped (no leader yet, leader not committed in its term) is retried until the
+    /// request timeout.
     pub async fn linearizable_barrier(&self) -> Result<()> {
-        let index = self.raft.read_index().await?;
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        let index = loop {
+            match self.raft.read_index().await {
+                Ok(index) => break index,
+                Err(Error::Timeout) if tokio::time::Instant::now() < deadline => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let mut status = self.raft.subscribe();
         let reached = async { status.wait_for(|s| s.applied >= index).await.map(|_| ()) };
         match tokio::time::timeout(self.cfg.request_timeout(), reached).await {

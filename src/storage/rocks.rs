@@ -32,6 +32,8 @@ impl RocksEngine {
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        // A rarely written table's memtable would otherwise keep every WAL file alive.
+        opts.set_max_total_wal_size(64 * 1024 * 1024);
         let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), table_options(*t)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(storage_err)?;
         Ok(Self { db })
