@@ -167,8 +167,8 @@ fn responses(server: &Server, d: Delivery, options: &Shared, max_bytes: usize) -
         Delivery::Progress { watch_id, revision } => vec![base(watch_id, revision)],
         Delivery::Compacted { watch_id, compact_revision } => {
             options.lock().expect("watch options lock").remove(&watch_id);
-            let revision = server.revision();
-            vec![WatchResponse { compact_revision, canceled: true, ..base(watch_id, revision) }]
+            // etcd leaves the header revision of this response at 0.
+            vec![WatchResponse { compact_revision, canceled: true, ..base(watch_id, 0) }]
         }
         Delivery::Events { watch_id, revision, mut events } => {
             let opts = options.lock().expect("watch options lock").get(&watch_id).copied().unwrap_or_default();

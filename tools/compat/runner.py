@@ -20,6 +20,20 @@ No shell expansion happens ($VAR, globs, pipes are literal). A leading
 "endpoint status") must come first on the line; flags follow.
 The harness itself passes --endpoints, --dial-timeout and --command-timeout
 before the script's words; scripts should not set these.
+
+Directives (a line starting with "@"):
+
+    @timeout 2 watch --rev=1 foo     # kill etcdctl after 2 s, keep its output
+    @timeout 3 @hold-stdin watch -i <<EOF
+    watch foo                        # stdin is written but left open until
+    progress                         # the process is killed (interactive mode)
+    EOF
+    @sleep 3                         # wait 3 s (e.g. for a lease to expire)
+
+Lease references: {LEASE1}, {LEASE2}, ... in a command's words (or heredoc)
+are replaced by the hex id (as etcdctl prints it) of the 1st, 2nd, ...
+lease granted by "lease grant" in this run; the transcript shows the
+reference, not the id.
 """
 
 import argparse
@@ -29,6 +43,8 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
 
 HEREDOC_RE = re.compile(r"^<<([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -44,8 +60,58 @@ class ScriptError(Exception):
     pass
 
 
+class Step:
+    def __init__(self, lineno, argv, stdin=None, timeout=None, hold_stdin=False, sleep=None):
+        self.lineno = lineno
+        self.argv = argv          # etcdctl words (may contain {LEASEn} references)
+        self.stdin = stdin        # heredoc text or None
+        self.timeout = timeout    # @timeout N: seconds after which etcdctl is killed
+        self.hold_stdin = hold_stdin
+        self.sleep = sleep        # @sleep N: no command, just wait
+
+    # Unpacks like the (lineno, argv, stdin) tuples parse_script used to return.
+    def __iter__(self):
+        return iter((self.lineno, self.argv, self.stdin))
+
+    def __getitem__(self, i):
+        return (self.lineno, self.argv, self.stdin)[i]
+
+    def __len__(self):
+        return 3
+
+
+POSINT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+LEASE_REF_RE = re.compile(r"\{LEASE([1-9][0-9]*)\}")
+
+
+def parse_directives(path, lineno, words):
+    """Strip leading @directives; return (words, timeout, hold_stdin, sleep)."""
+    timeout, hold, sleep = None, False, None
+    while words and words[0].startswith("@"):
+        d = words[0]
+        if d in ("@timeout", "@sleep"):
+            if len(words) < 2 or not POSINT_RE.match(words[1]) or float(words[1]) <= 0:
+                raise ScriptError("%s:%d: %s needs a positive number of seconds" % (path, lineno, d))
+            if d == "@timeout":
+                timeout = float(words[1])
+            else:
+                sleep = float(words[1])
+            words = words[2:]
+        elif d == "@hold-stdin":
+            hold = True
+            words = words[1:]
+        else:
+            raise ScriptError("%s:%d: unknown directive %s" % (path, lineno, d))
+    if sleep is not None and (words or timeout is not None or hold):
+        raise ScriptError("%s:%d: @sleep stands alone" % (path, lineno))
+    if hold and timeout is None:
+        raise ScriptError("%s:%d: @hold-stdin needs @timeout (the process would never end)"
+                          % (path, lineno))
+    return words, timeout, hold, sleep
+
+
 def parse_script(path):
-    """Return a list of (lineno, argv, stdin_text_or_None)."""
+    """Return a list of Step (each also unpacks as (lineno, argv, stdin))."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
     steps = []
@@ -62,8 +128,12 @@ def parse_script(path):
             raise ScriptError("%s:%d: %s" % (path, lineno, e))
         if not words:
             continue
+        words, timeout, hold, sleep = parse_directives(path, lineno, words)
+        if sleep is not None:
+            steps.append(Step(lineno, [], sleep=sleep))
+            continue
         stdin = None
-        m = HEREDOC_RE.match(words[-1])
+        m = HEREDOC_RE.match(words[-1]) if words else None
         if m:
             tag = m.group(1)
             words = words[:-1]
@@ -78,11 +148,13 @@ def parse_script(path):
                     break
                 body.append(line)
             stdin = "".join(l + "\n" for l in body)
+        if hold and stdin is None:
+            raise ScriptError("%s:%d: @hold-stdin needs a heredoc" % (path, lineno))
         if words and words[0] == "etcdctl":
             words = words[1:]
         if not words:
             raise ScriptError("%s:%d: empty command" % (path, lineno))
-        steps.append((lineno, words, stdin))
+        steps.append(Step(lineno, words, stdin, timeout, hold))
     return steps
 
 
@@ -211,6 +283,181 @@ class Normaliser:
         return text
 
 
+class Leases:
+    """Lease ids are chosen by the server (etcd: member-id bits + time +
+    counter), so they differ between any two runs. Each id granted by
+    "lease grant" (or shown as the session lease in a "lock"/"elect" key
+    "<name>/<id>") is registered in order of first appearance and rewritten
+    to LEASE1, LEASE2, ... in its hex form (etcdctl prints %016x, lock and
+    elect keys %x) and its decimal form (json / fields). Ids that were never
+    granted in this run (e.g. a literal 1234 in the script, or an id a
+    server invents) are left alone, so they still show up in a diff.
+
+    Remaining TTLs ("remaining(99s)", timetolive "ttl"/"TTL") count down
+    with wall time. They are rewritten to <ttl-elapsed> only when
+    remaining >= 0 and 0 <= granted - remaining <= (seconds since the
+    command that last granted or refreshed that lease started) + 1; any
+    other value (e.g. -1 for an expired lease) is kept, so a wrong
+    countdown still differs."""
+
+    GRANTED_SIMPLE = re.compile(r"^lease ([0-9a-f]+) granted with TTL\(", re.M)
+    GRANTED_JSON = re.compile(r'"ID":([0-9]+)(?![0-9])')
+    GRANTED_FIELDS = re.compile(r'^"ID" : ([0-9]+)$', re.M)
+
+    TTL_SIMPLE = re.compile(r"^(lease ([0-9a-f]+) granted with TTL\(([0-9]+)s\), remaining\()"
+                            r"(-?[0-9]+)(s\))", re.M)
+    TTL_JSON = re.compile(r'("id":([0-9]+),"ttl":)(-?[0-9]+)(,"granted-ttl":([0-9]+))')
+    TTL_FIELDS = re.compile(r'^("ID" : ([0-9]+)\n"TTL" : )(-?[0-9]+)(\n"GrantedTTL" : ([0-9]+))$',
+                            re.M)
+
+    def __init__(self):
+        self.ids = []        # in order of first appearance
+        self.refreshed = {}  # id -> monotonic start time of the last grant / keep-alive
+        self.rules = []
+
+    def ref(self, n):
+        """Hex id of the n-th granted lease (1-based), or None."""
+        return "%016x" % self.ids[n - 1] if 0 < n <= len(self.ids) else None
+
+    def substitute(self, text):
+        """Replace {LEASEn}; returns (text, first unknown reference or None)."""
+        missing = []
+
+        def rep(m):
+            h = self.ref(int(m.group(1)))
+            if h is None:
+                missing.append(m.group(0))
+                return m.group(0)
+            return h
+        text = LEASE_REF_RE.sub(rep, text)
+        return text, (missing[0] if missing else None)
+
+    def _register(self, lid, started):
+        if lid <= 0 or lid in self.ids:
+            return
+        self.ids.append(lid)
+        self.refreshed[lid] = started
+        name = "LEASE%d" % len(self.ids)
+        for text in ("%016x" % lid, "%x" % lid):
+            if len(text) >= 8:
+                self.rules.append((re.compile(r"(?<![0-9A-Za-z])" + re.escape(text)
+                                              + r"(?![0-9A-Za-z])"), name))
+        dec = re.escape(str(lid))
+        # decimal in known contexts (json "ID"/"id"/"lease", fields "ID"/"Lease"),
+        # anywhere else only when long enough not to hit a revision or count
+        self.rules.append((re.compile(r'("(?:ID|id|lease)":)' + dec + r"(?![0-9])"), r"\g<1>" + name))
+        self.rules.append((re.compile(r'^("(?:ID|Lease)" : )' + dec + "$", re.M), r"\g<1>" + name))
+        if len(str(lid)) >= 8:
+            self.rules.append((re.compile(r"(?<![0-9A-Za-z])" + dec + r"(?![0-9A-Za-z])"), name))
+
+    def observe(self, argv, stdout, started):
+        """Learn ids from raw output; remember keep-alive times."""
+        cmd = tuple(argv[:2])
+        if cmd == ("lease", "grant"):
+            for rx, base in ((self.GRANTED_SIMPLE, 16), (self.GRANTED_JSON, 10),
+                             (self.GRANTED_FIELDS, 10)):
+                for m in rx.finditer(stdout):
+                    self._register(int(m.group(1), base), started)
+        elif argv and argv[0] in ("lock", "elect"):
+            # the session lease shows up in the key: "<name>/<lease id %x>"
+            names = [a for a in argv[1:] if not a.startswith("-")]
+            if names:
+                rx = re.compile("^" + re.escape(names[0]) + r"/([0-9a-f]+)$", re.M)
+                for m in rx.finditer(stdout):
+                    self._register(int(m.group(1), 16), started)
+        elif cmd == ("lease", "keep-alive"):
+            for a in argv[2:]:
+                if not a.startswith("-"):
+                    try:
+                        lid = int(a, 16)
+                    except ValueError:
+                        continue
+                    if lid in self.refreshed:
+                        self.refreshed[lid] = started
+
+    def _ttl_ok(self, lid, granted, remaining, now):
+        since = self.refreshed.get(lid)
+        if since is None:
+            return False
+        slack = int(now - since) + 1
+        return remaining >= 0 and 0 <= granted - remaining <= slack
+
+    def normalise_ttls(self, text, now):
+        def simple(m):
+            if self._ttl_ok(int(m.group(2), 16), int(m.group(3)), int(m.group(4)), now):
+                return m.group(1) + "<ttl-elapsed>" + m.group(5)
+            return m.group(0)
+
+        def structured(m):
+            if self._ttl_ok(int(m.group(2)), int(m.group(5)), int(m.group(3)), now):
+                return m.group(1) + "<ttl-elapsed>" + m.group(4)
+            return m.group(0)
+        text = self.TTL_SIMPLE.sub(simple, text)
+        text = self.TTL_JSON.sub(structured, text)
+        text = self.TTL_FIELDS.sub(structured, text)
+        return text
+
+    def normalise_ids(self, text):
+        for rx, rep in self.rules:
+            text = rx.sub(rep, text)
+        return text
+
+
+def natural_key(s):
+    return [int(t) if t.isdigit() else t for t in re.split(r"([0-9]+)", s)]
+
+
+LEASE_LIST_JSON = re.compile(r'("leases":\[)([^\]]*)(\])')
+
+
+def sort_lease_list(text, fmt):
+    """etcd lists leases in Go map order (random per call): sort the ids."""
+    if fmt == "simple":
+        lines = text.split("\n")
+        if lines and re.match(r"^found [0-9]+ leases$", lines[0]):
+            body = [l for l in lines[1:] if l != ""]
+            tail = lines[1 + len(body):]
+            if all(l != "" for l in lines[1:1 + len(body)]):
+                return "\n".join([lines[0]] + sorted(body, key=natural_key) + tail)
+        return text
+    if fmt == "json":
+        def rep(m):
+            items = re.findall(r"\{[^{}]*\}", m.group(2))
+            return m.group(1) + ",".join(sorted(items, key=natural_key)) + m.group(3)
+        return LEASE_LIST_JSON.sub(rep, text)
+    if fmt == "fields":
+        lines = text.split("\n")
+        idx = [k for k, l in enumerate(lines) if l.startswith('"ID" : ')]
+        vals = sorted((lines[k] for k in idx), key=natural_key)
+        for k, v in zip(idx, vals):
+            lines[k] = v
+        return "\n".join(lines)
+    return text
+
+
+TTL_KEYS_SIMPLE = re.compile(r"(attached keys\(\[)([^\]\n]*)(\]\))")
+TTL_KEYS_JSON = re.compile(r'("keys":\[)([^\]]*)(\])')
+
+
+def sort_lease_keys(text, fmt):
+    """etcd returns a lease's attached keys in Go map order (random per
+    call): sort them (timetolive --keys)."""
+    if fmt == "simple":
+        return TTL_KEYS_SIMPLE.sub(
+            lambda m: m.group(1) + " ".join(sorted(m.group(2).split(" "))) + m.group(3), text)
+    if fmt == "json":
+        return TTL_KEYS_JSON.sub(
+            lambda m: m.group(1) + ",".join(sorted(m.group(2).split(","))) + m.group(3), text)
+    if fmt == "fields":
+        lines = text.split("\n")
+        idx = [k for k, l in enumerate(lines) if l.startswith('"Key" : ')]
+        vals = sorted(lines[k] for k in idx)
+        for k, v in zip(idx, vals):
+            lines[k] = v
+        return "\n".join(lines)
+    return text
+
+
 def output_format(argv):
     fmt = "simple"
     i = 0
@@ -303,15 +550,48 @@ def etcdctl_env():
     return env
 
 
-def run(etcdctl, endpoint, argv, stdin, timeout):
+def fmt_seconds(x):
+    return "%g" % x
+
+
+def run(etcdctl, endpoint, argv, stdin, timeout, hold_stdin=False, killed_label=None):
+    """Run etcdctl; after `timeout` seconds it is killed and the output so far
+    is kept. The exit is then `killed_label` (an intended bound, @timeout) or
+    "timeout after Ns" (the hard per-command limit). With hold_stdin the
+    input is written but stdin stays open until the process ends."""
     cmd = [etcdctl, "--endpoints=" + endpoint, "--dial-timeout=3s",
            "--command-timeout=10s"] + argv
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=etcdctl_env())
+    bufs = {}
+
+    def drain(name, f):
+        bufs[name] = f.read()
+    threads = [threading.Thread(target=drain, args=(name, f), daemon=True)
+               for name, f in (("out", p.stdout), ("err", p.stderr))]
+    for t in threads:
+        t.start()
     try:
-        p = subprocess.run(cmd, input=(stdin or "").encode(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, env=etcdctl_env(), timeout=timeout)
-        return p.stdout, p.stderr, str(p.returncode)
-    except subprocess.TimeoutExpired as e:
-        return e.stdout or b"", e.stderr or b"", "timeout after %ss" % timeout
+        if stdin:
+            p.stdin.write(stdin.encode())
+            p.stdin.flush()
+        if not hold_stdin:
+            p.stdin.close()
+    except BrokenPipeError:
+        pass
+    try:
+        status = str(p.wait(timeout=timeout))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        status = killed_label or "timeout after %ss" % fmt_seconds(timeout)
+    try:
+        p.stdin.close()
+    except BrokenPipeError:
+        pass
+    for t in threads:
+        t.join()
+    return bufs.get("out", b""), bufs.get("err", b""), status
 
 
 def probe_ids(etcdctl, endpoint):
@@ -366,16 +646,59 @@ def main():
     out = sys.stdout
     w = out.write
     w("# script: %s (%d commands)\n" % (os.path.basename(args.script), len(steps)))
-    for n, (lineno, argv, stdin) in enumerate(steps, 1):
-        so, se, rc = run(args.etcdctl, args.client_url, argv, stdin, args.command_timeout)
+    leases = Leases()
+    for n, step in enumerate(steps, 1):
+        if step.sleep is not None:
+            w("\n### [%d] @sleep %s\n" % (n, fmt_seconds(step.sleep)))
+            out.flush()
+            time.sleep(step.sleep)
+            continue
+        prefix = ""
+        if step.timeout is not None:
+            prefix += "@timeout %s " % fmt_seconds(step.timeout)
+        if step.hold_stdin:
+            prefix += "@hold-stdin "
+        w("\n### [%d] %s$ etcdctl %s\n" % (n, prefix, shlex.join(step.argv)))
+        if step.stdin is not None:
+            emit_block(w, "stdin", step.stdin)
+        argv, missing = [], None
+        for a in step.argv:
+            a, miss = leases.substitute(a)
+            argv.append(a)
+            missing = missing or miss
+        stdin = step.stdin
+        if stdin is not None:
+            stdin, miss = leases.substitute(stdin)
+            missing = missing or miss
+        if missing:
+            w("--- not run: %s refers to a lease that was not granted\n" % missing)
+            out.flush()
+            continue
+        timeout = args.command_timeout
+        label = None
+        if step.timeout is not None:
+            timeout = step.timeout
+            label = "killed after %ss (@timeout)" % fmt_seconds(step.timeout)
+        started = time.monotonic()
+        so, se, rc = run(args.etcdctl, args.client_url, argv, stdin, timeout,
+                         step.hold_stdin, label)
+        now = time.monotonic()
         so = so.decode("utf-8", "backslashreplace")
         se = se.decode("utf-8", "backslashreplace")
+        leases.observe(argv, so, started)
         if not args.raw:
-            so = norm.normalise(so, argv)
-            se = norm.normalise(se, argv)
-        w("\n### [%d] $ etcdctl %s\n" % (n, shlex.join(argv)))
-        if stdin is not None:
-            emit_block(w, "stdin", stdin)
+            fmt = output_format(argv)
+            texts = []
+            for text in (so, se):
+                text = leases.normalise_ttls(text, now)
+                text = norm.normalise(text, argv)
+                text = leases.normalise_ids(text)
+                if tuple(argv[:2]) == ("lease", "list"):
+                    text = sort_lease_list(text, fmt)
+                if tuple(argv[:2]) == ("lease", "timetolive"):
+                    text = sort_lease_keys(text, fmt)
+                texts.append(text)
+            so, se = texts
         emit_block(w, "stdout", so)
         emit_block(w, "stderr", se)
         w("--- exit %s\n" % rc)

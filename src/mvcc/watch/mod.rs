@@ -117,7 +117,7 @@ impl WatchHub {
     /// Registers a watch; `start_rev` 0 means "from the next revision". Returns `false` if the
     /// stream already uses `watch_id`.
     pub fn watch(&self, mut spec: WatchSpec, tx: mpsc::Sender<Delivery>) -> bool {
-        if spec.start_rev <= 0 {
+        if spec.start_rev == 0 {
             spec.start_rev = self.kv.read().rev() + 1;
         }
         let mut st = self.lock();
@@ -235,11 +235,15 @@ impl WatchHub {
             let st = self.lock();
             st.watchers.iter().filter(|(_, w)| !w.synced).map(|(k, w)| (*k, w.next_rev)).collect()
         };
-        let Some(from) = pending.iter().map(|(_, rev)| *rev).min() else { return false };
+        let Some(min_rev) = pending.iter().map(|(_, rev)| *rev).min() else { return false };
         let (current, compacted) = {
             let view = self.kv.read();
             (view.rev(), view.compact_rev())
         };
+        // etcd's compacted revision is -1 before the first compaction; negative start revisions
+        // below it are "compacted", others replay nothing (etcd's unsigned revision encoding).
+        let compacted_for_watch = if compacted == 0 { -1 } else { compacted };
+        let from = min_rev.max(compacted).max(1);
         let to = current.min(from.saturating_add(CATCH_UP_CHUNK - 1));
         let history = if from > to || from < compacted {
             Vec::new()
@@ -260,8 +264,9 @@ impl WatchHub {
             if w.synced {
                 continue;
             }
-            if w.next_rev < compacted {
-                let delivery = Delivery::Compacted { watch_id: w.spec.watch_id, compact_revision: compacted };
+            if w.next_rev < compacted_for_watch {
+                let compact_revision = compacted_for_watch;
+                let delivery = Delivery::Compacted { watch_id: w.spec.watch_id, compact_revision };
                 let stream_key = (w.spec.stream, w.spec.watch_id);
                 if w.tx.try_send(delivery).is_ok() {
                     remove(st, key);
@@ -269,7 +274,9 @@ impl WatchHub {
                 }
                 continue;
             }
-            if w.next_rev <= to {
+            if w.next_rev < 0 {
+                w.next_rev = current + 1;
+            } else if w.next_rev <= to {
                 let evs: Vec<Event> = history.iter().filter(|ev| w.wants(ev)).cloned().collect();
                 if !evs.is_empty() {
                     let delivery = Delivery::Events { watch_id: w.spec.watch_id, revision: current, events: evs };
