@@ -4,7 +4,8 @@
 #
 #   diff.sh [-o <dir>] <server-a> <server-b> [script...]
 #
-# Scripts default to tools/compat/*.script. Servers run one after the other
+# Scripts default to tools/compat/*.script; cluster*.script are run with
+# run-cluster-script.sh (3 members). Servers run one after the other
 # (each on its own fresh data dir and free ports). With -o the transcripts
 # are kept as <dir>/<script>.a.txt and <dir>/<script>.b.txt.
 #
@@ -55,15 +56,19 @@ fi
 status=0
 for script in "${scripts[@]}"; do
     name=$(basename "$script" .script)
+    runner_sh=$here/run-script.sh
+    case $name in   # cluster*.script run against a 3-member cluster
+        cluster*) runner_sh=$here/run-cluster-script.sh ;;
+    esac
     a=$outdir/$name.a.txt
     b=$outdir/$name.b.txt
     echo "== $name: $server_a" >&2
-    if ! "$here/run-script.sh" --server "$server_a" --script "$script" >"$a"; then
+    if ! "$runner_sh" --server "$server_a" --script "$script" >"$a"; then
         echo "diff.sh: harness failed for $server_a on $script" >&2
         exit 2
     fi
     echo "== $name: $server_b" >&2
-    if ! "$here/run-script.sh" --server "$server_b" --script "$script" >"$b"; then
+    if ! "$runner_sh" --server "$server_b" --script "$script" >"$b"; then
         echo "diff.sh: harness failed for $server_b on $script" >&2
         exit 2
     fi
