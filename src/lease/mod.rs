@@ -26,7 +26,7 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::proto::metastorepb::LeaseRecord;
 use crate::storage::schema::u64_key;
-use crate::storage::{Engine, Table, WriteBatch};
+use crate::storage::{decode_all, Engine, Table, WriteBatch};
 
 /// etcd's largest TTL.
 pub const MAX_TTL: i64 = 9_000_000_000;
@@ -276,21 +276,11 @@ impl Lessor {
 
 fn load(engine: &dyn Engine) -> Result<State> {
     let mut state = State::default();
-    let mut bad = None;
-    engine.scan(Table::Lease, b"", b"", &mut |_, v| {
-        match LeaseRecord::decode(v) {
-            Ok(r) => {
-                let lease = Lease { ttl: r.ttl, keys: BTreeSet::new(), deadline_ms: r.deadline_unix_ms, expiry: None };
-                state.leases.insert(r.id, lease);
-            }
-            Err(e) => bad = Some(e.to_string()),
-        }
-        bad.is_none()
-    })?;
-    match bad {
-        Some(e) => Err(Error::Storage(format!("corrupt lease record: {e}"))),
-        None => Ok(state),
+    for r in decode_all::<LeaseRecord>(engine, Table::Lease, "lease record")? {
+        let lease = Lease { ttl: r.ttl, keys: BTreeSet::new(), deadline_ms: r.deadline_unix_ms, expiry: None };
+        state.leases.insert(r.id, lease);
     }
+    Ok(state)
 }
 
 fn put_record(batch: &mut WriteBatch, id: i64, ttl: i64, deadline_unix_ms: i64) {

@@ -8,10 +8,10 @@
 use prost::Message as _;
 use sha1::{Digest, Sha1};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::metastorepb::MemberRecord;
 use crate::storage::schema::u64_key;
-use crate::storage::{Engine, Table, WriteBatch};
+use crate::storage::{decode_all, Engine, Table, WriteBatch};
 
 /// A member of the cluster as the Cluster service reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,21 +44,8 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
 }
 
 fn load(engine: &dyn Engine) -> Result<std::collections::BTreeMap<u64, Member>> {
-    let mut map = std::collections::BTreeMap::new();
-    let mut bad = None;
-    engine.scan(Table::Members, b"", b"", &mut |_, v| {
-        match MemberRecord::decode(v) {
-            Ok(r) => {
-                map.insert(r.id, from_record(r));
-            }
-            Err(e) => bad = Some(e.to_string()),
-        }
-        bad.is_none()
-    })?;
-    match bad {
-        Some(e) => Err(Error::Storage(format!("corrupt member record: {e}"))),
-        None => Ok(map),
-    }
+    let records = decode_all::<MemberRecord>(engine, Table::Members, "member record")?;
+    Ok(records.into_iter().map(|r| (r.id, from_record(r))).collect())
 }
 
 /// The replicated member list: changed only while applying raft entries (configuration changes

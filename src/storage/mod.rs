@@ -111,6 +111,24 @@ pub trait Engine: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// Decodes every value of `table` as a protobuf message `M`, in key order; a value that does not
+/// decode is a storage error naming `what`.
+pub fn decode_all<M: prost::Message + Default>(engine: &dyn Engine, table: Table, what: &str) -> Result<Vec<M>> {
+    let mut out = Vec::new();
+    let mut bad = None;
+    engine.scan(table, b"", b"", &mut |_, v| {
+        match M::decode(v) {
+            Ok(m) => out.push(m),
+            Err(e) => bad = Some(e.to_string()),
+        }
+        bad.is_none()
+    })?;
+    match bad {
+        Some(e) => Err(crate::error::Error::Storage(format!("corrupt {what}: {e}"))),
+        None => Ok(out),
+    }
+}
+
 /// Collects every key-value pair of `[start, end)` in ascending order.
 pub fn scan_all(engine: &dyn Engine, table: Table, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();

@@ -256,8 +256,8 @@ impl Cluster {
         for m in &mut members {
             m.spawn_nowait();
         }
-        for i in 0..members.len() {
-            match members[i].try_wait_ready() {
+        for (i, m) in members.iter_mut().enumerate() {
+            match m.try_wait_ready() {
                 Ok(()) => {}
                 Err(log) if log.contains(PORT_TAKEN) => return None, // dropping `members` kills them
                 Err(log) => panic!("member m{i} did not start; log:\n{log}"),
