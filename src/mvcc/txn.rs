@@ -31,10 +31,10 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(want)
         }
-        CompareTarget::Version => kv.version.cmp(&int_target(c, matches_version)),
-        CompareTarget::Create => kv.create_revision.cmp(&int_target(c, matches_create)),
-        CompareTarget::Mod => kv.mod_revision.cmp(&int_target(c, matches_mod)),
-        CompareTarget::Lease => kv.lease.cmp(&int_target(c, matches_lease)),
+        CompareTarget::Version => kv.version.cmp(&int_target(c)),
+        CompareTarget::Create => kv.create_revision.cmp(&int_target(c)),
+        CompareTarget::Mod => kv.mod_revision.cmp(&int_target(c)),
+        CompareTarget::Lease => kv.lease.cmp(&int_target(c)),
     };
     match c.result() {
         CompareResult::Equal => ord == Ordering::Equal,
@@ -44,39 +44,14 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-fn int_target(c: &Compare, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
-    c.target_union.as_ref().and_then(pick).unwrap_or(0)
-}
-
-fn matches_version(t: &TargetUnion) -> Option<i64> {
-    if let TargetUnion::Version(v) = t {
-        Some(*v)
-    } else {
-        None
-    }
-}
-
-fn matches_create(t: &TargetUnion) -> Option<i64> {
-    if let TargetUnion::CreateRevision(v) = t {
-        Some(*v)
-    } else {
-        None
-    }
-}
-
-fn matches_mod(t: &TargetUnion) -> Option<i64> {
-    if let TargetUnion::ModRevision(v) = t {
-        Some(*v)
-    } else {
-        None
-    }
-}
-
-fn matches_lease(t: &TargetUnion) -> Option<i64> {
-    if let TargetUnion::Lease(v) = t {
-        Some(*v)
-    } else {
-        None
+/// The compare's numeric operand: the union's value when it matches the target, else zero.
+fn int_target(c: &Compare) -> i64 {
+    match (&c.target_union, c.target()) {
+        (Some(TargetUnion::Version(v)), CompareTarget::Version)
+        | (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create)
+        | (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod)
+        | (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => *v,
+        _ => 0,
     }
 }
 
