@@ -232,3 +232,33 @@ async fn status_and_member_list() {
     assert_eq!(members.members().len(), 1);
     assert_eq!(members.members()[0].name(), "n1");
 }
+
+/// A txn whose later op fails against the state its earlier ops produce (delete everything, then
+/// put with `ignore_value`) must change nothing and answer the error; the member stays up.
+/// (etcd 3.4.23 panics on this txn; MetaStore refuses it.)
+#[tokio::test]
+async fn txn_delete_all_then_put_ignore_value_changes_nothing() {
+    let (_m, mut c) = member().await;
+    c.put("a", "1", None).await.unwrap();
+    c.put("b", "2", None).await.unwrap();
+    let before = c.get("", Some(GetOptions::new().with_from_key())).await.unwrap();
+    let txn = Txn::new().and_then(vec![
+        TxnOp::delete("a", Some(DeleteOptions::new().with_from_key())),
+        TxnOp::put("b", "", Some(PutOptions::new().with_ignore_value())),
+    ]);
+    let err = c.txn(txn).await.unwrap_err();
+    assert_eq!(code(err), (Code::InvalidArgument, "etcdserver: key not found".to_string()));
+    let after = c.get("", Some(GetOptions::new().with_from_key())).await.unwrap();
+    assert_eq!(keys(&after), keys(&before));
+    assert_eq!(after.header().unwrap().revision(), before.header().unwrap().revision());
+    // Keys outside the txn's own from-key delete still exist for a later ignore_value put.
+    c.put("c", "3", None).await.unwrap();
+    let txn = Txn::new().and_then(vec![
+        TxnOp::delete("c", Some(DeleteOptions::new().with_from_key())),
+        TxnOp::put("b", "", Some(PutOptions::new().with_ignore_value())),
+    ]);
+    c.txn(txn).await.unwrap();
+    let all = c.get("", Some(GetOptions::new().with_from_key())).await.unwrap();
+    assert_eq!(keys(&all), vec!["a", "b"]);
+    assert_eq!((all.kvs()[1].value(), all.kvs()[1].mod_revision()), (&b"2"[..], 5));
+}

@@ -90,13 +90,12 @@ async fn recv_loop(
                     }
                     next_auto_id
                 };
+                // Room for the created answer, which the hub sends while it registers the watch,
+                // so the answer precedes the watch's events and names the revision it starts after.
+                let Ok(created) = tx.clone().reserve_owned().await else { break };
                 let opts = Options { prev_kv: c.prev_kv, fragment: c.fragment };
                 let fresh = options.lock().expect("watch options lock").insert(watch_id, opts).is_none();
-                // The created answer goes first so it precedes the watch's events on the channel.
-                if fresh && tx.send(Delivery::Created { watch_id, revision }).await.is_err() {
-                    break;
-                }
-                if fresh && hub.watch(spec(stream, watch_id, &c), tx.clone()) {
+                if fresh && hub.watch(spec(stream, watch_id, &c), tx.clone(), created) {
                     continue;
                 }
                 let reason = "mvcc: duplicate watch ID provided on the WatchStream".to_string();

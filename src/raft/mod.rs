@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, watch};
 pub use transport::{PeerBook, PeerTransport};
 
 use crate::error::{Error, Result};
-use crate::storage::Engine;
+use crate::storage::{Engine, WriteBatch};
 
 /// A change of membership, as proposed and as committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,13 @@ pub trait StateMachine: Send + 'static {
     /// log and must not diverge.
     fn apply(&mut self, entries: Vec<Committed>) -> Result<()>;
 
-    /// Replaces the whole state with a snapshot from the leader (made by a [`SnapshotSource`]).
-    fn restore(&mut self, data: &[u8]) -> Result<()>;
+    /// Replaces the whole state with a snapshot from the leader (made by a [`SnapshotSource`]):
+    /// stages the new content into `batch`, which the log store writes in the same synced write
+    /// as the snapshot's raft metadata — a crash leaves either the old state or the new one.
+    fn stage_restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<()>;
+
+    /// Reloads what the state machine keeps in memory once a staged restore is written.
+    fn restored(&mut self) -> Result<()>;
 }
 
 /// Produces state-machine snapshots for members that fell behind the compacted log. Called on

@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, watch};
 use super::log_store::LogStore;
 use super::{logger, Command, Committed, MemberChange, RaftStatus, Role, StateMachine, Transport};
 use crate::error::{Error, Result};
+use crate::storage::WriteBatch;
 
 /// Settings of one raft member.
 #[derive(Debug, Clone)]
@@ -224,8 +225,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
             tracing::info!(index = snap.get_metadata().index, bytes = snap.data.len(), "installing a snapshot");
-            self.sm.restore(&snap.data)?;
-            self.raw.store().apply_snapshot(&snap)?;
+            let mut batch = WriteBatch::new();
+            self.sm.stage_restore(&snap.data, &mut batch)?;
+            self.raw.store().apply_snapshot(&snap, batch)?;
+            self.sm.restored()?;
         }
         self.apply(ready.take_committed_entries())?;
         self.raw.store().persist(ready.entries(), ready.hs())?;

@@ -27,7 +27,7 @@ use crate::proto::metastorepb::{InternalRequest, LeaseCheckpointRequest, MemberC
 use crate::proto::mvccpb::event::EventType;
 use crate::raft::{Committed, MemberChange, PeerBook, StateMachine};
 use crate::storage::schema::{META_APPLIED_INDEX, META_APPLIED_TERM};
-use crate::storage::Table;
+use crate::storage::{Table, WriteBatch};
 
 impl LeaseLookup for Lessor {
     fn exists(&self, id: i64) -> bool {
@@ -94,10 +94,14 @@ impl StateMachine for Applier {
         Ok(())
     }
 
-    fn restore(&mut self, data: &[u8]) -> Result<()> {
+    fn stage_restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<()> {
+        super::snapshot::stage(data, batch)
+    }
+
+    fn restored(&mut self) -> Result<()> {
         let engine = self.kv.engine().clone();
-        super::snapshot::install(&*engine, data)?;
         self.kv.reload()?;
+        self.hub.restored();
         self.lessor.reload(&*engine)?;
         super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
         self.members.reload(&*engine)?;

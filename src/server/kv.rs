@@ -5,6 +5,8 @@
 //! The same code serves the applier (on a write transaction) and read-only txns (on a read view),
 //! so both answer identically.
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
 use crate::mvcc::txn::compare_holds;
 use crate::mvcc::{KeyRange, KvRead, KvWrite, RangeOptions};
@@ -134,12 +136,15 @@ pub fn txn_is_read_only(r: &TxnRequest) -> bool {
 }
 
 /// Runs a txn: compares for the whole tree first (against the state before the txn), then the
-/// checks that can fail it, then the chosen branches.
+/// checks that can fail it, then the chosen branches. Every check runs before the first write and
+/// sees the state the txn's own earlier ops produce, so a txn is all or nothing: once the checks
+/// pass, no op can fail.
 pub fn txn(t: &mut impl KvWrite, r: &TxnRequest, leases: &dyn LeaseLookup) -> Result<TxnResponse> {
     let mut path = Vec::new();
     compare_path(t, r, &mut path);
     if !txn_is_read_only(r) {
-        check_ops(t, r, &path, &mut |t, op| check_put(t, op, leases))?;
+        let mut written = Written::default();
+        check_ops(t, r, &path, &mut |t, op| check_write(t, op, leases, &mut written))?;
     }
     check_ops(t, r, &path, &mut check_range)?;
     let mut path = path.as_slice();
@@ -190,13 +195,46 @@ fn check_ops<T: KvRead>(
     Ok(count)
 }
 
-fn check_put(t: &impl KvRead, op: &RequestOp, leases: &dyn LeaseLookup) -> Result<()> {
-    let Some(Request::RequestPut(p)) = &op.request else { return Ok(()) };
-    if (p.ignore_value || p.ignore_lease) && current_kv(t, &p.key)?.is_none() {
-        return Err(Error::KeyNotFound);
+/// What the txn's earlier ops did to which keys exist, for checking the ops after them. etcd
+/// checks every op against the state before the txn, and panics when a put with `ignore_value`
+/// follows a delete of its key in the same txn; here that put fails the whole txn instead.
+#[derive(Default)]
+struct Written {
+    /// Keys put by earlier ops and not deleted since.
+    put: HashSet<Vec<u8>>,
+    /// Ranges deleted by earlier ops.
+    deleted: Vec<KeyRange>,
+}
+
+impl Written {
+    fn exists(&self, t: &impl KvRead, key: &[u8]) -> Result<bool> {
+        if self.put.contains(key) {
+            return Ok(true);
+        }
+        if self.deleted.iter().any(|r| r.contains(key)) {
+            return Ok(false);
+        }
+        Ok(current_kv(t, key)?.is_some())
     }
-    if p.lease != 0 && !leases.exists(p.lease) {
-        return Err(Error::LeaseNotFound);
+}
+
+fn check_write(t: &impl KvRead, op: &RequestOp, leases: &dyn LeaseLookup, written: &mut Written) -> Result<()> {
+    match &op.request {
+        Some(Request::RequestPut(p)) => {
+            if (p.ignore_value || p.ignore_lease) && !written.exists(t, &p.key)? {
+                return Err(Error::KeyNotFound);
+            }
+            if p.lease != 0 && !leases.exists(p.lease) {
+                return Err(Error::LeaseNotFound);
+            }
+            written.put.insert(p.key.clone());
+        }
+        Some(Request::RequestDeleteRange(d)) => {
+            let range = KeyRange::new(&d.key, &d.range_end);
+            written.put.retain(|k| !range.contains(k));
+            written.deleted.push(range);
+        }
+        _ => {}
     }
     Ok(())
 }

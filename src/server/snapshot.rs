@@ -46,10 +46,10 @@ impl SnapshotSource for Snapshots {
     }
 }
 
-/// Replaces the replicated tables with a snapshot's content, durably and in one batch.
-pub fn install(engine: &dyn Engine, data: &[u8]) -> Result<()> {
+/// Stages the replacement of the replicated tables by a snapshot's content into `batch` (written
+/// by the raft log store together with the snapshot's raft metadata).
+pub fn stage(data: &[u8], batch: &mut WriteBatch) -> Result<()> {
     let snap = SnapshotData::decode(data).map_err(|e| Error::Internal(format!("undecodable snapshot: {e}")))?;
-    let mut batch = WriteBatch::new();
     for table in TABLES {
         batch.delete_range(table, Vec::new(), Vec::new());
     }
@@ -64,7 +64,7 @@ pub fn install(engine: &dyn Engine, data: &[u8]) -> Result<()> {
             .ok_or_else(|| Error::Internal(format!("snapshot names unknown table {:?}", e.table)))?;
         batch.put(table, e.key, e.value);
     }
-    engine.write(batch, true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -90,7 +90,9 @@ mod tests {
         b.put(Table::Key, b"stale".to_vec(), b"gone".to_vec());
         b.put(Table::Meta, b"member_id", 9u64.to_be_bytes());
         target.write(b, false).unwrap();
-        install(&target, &data).unwrap();
+        let mut batch = WriteBatch::new();
+        stage(&data, &mut batch).unwrap();
+        target.write(batch, true).unwrap();
         assert_eq!(target.get(Table::Key, b"stale").unwrap(), None);
         assert_eq!(target.get(Table::Key, b"k1").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(target.get(Table::Meta, b"member_id").unwrap(), Some(9u64.to_be_bytes().to_vec()));

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{mpsc, Notify};
 
 use self::index::WatcherIndex;
@@ -114,16 +115,21 @@ impl WatchHub {
         self.state.lock().expect("watch hub lock")
     }
 
-    /// Registers a watch; `start_rev` 0 means "from the next revision". Returns `false` if the
-    /// stream already uses `watch_id`.
-    pub fn watch(&self, mut spec: WatchSpec, tx: mpsc::Sender<Delivery>) -> bool {
-        if spec.start_rev == 0 {
-            spec.start_rev = self.kv.read().rev() + 1;
-        }
+    /// Registers a watch and answers its creation through `created`, both under the hub lock:
+    /// the `created` revision is the last revision handed to watchers, a `start_rev` of 0 means
+    /// the one after it, and every later event reaches the channel after the answer — so a client
+    /// resuming from the created revision misses nothing. Returns `false` (and answers nothing)
+    /// if the stream already uses `watch_id`.
+    pub fn watch(&self, mut spec: WatchSpec, tx: mpsc::Sender<Delivery>, created: OwnedPermit<Delivery>) -> bool {
         let mut st = self.lock();
         if st.by_stream.contains_key(&(spec.stream, spec.watch_id)) {
             return false;
         }
+        let revision = st.last_notified;
+        if spec.start_rev == 0 {
+            spec.start_rev = revision + 1;
+        }
+        created.send(Delivery::Created { watch_id: spec.watch_id, revision });
         let key = st.next_key;
         st.next_key += 1;
         let synced = spec.start_rev > st.last_notified;
@@ -138,6 +144,26 @@ impl WatchHub {
             self.wake.notify_one();
         }
         true
+    }
+
+    /// The store was replaced by a snapshot: every watcher goes back to catching up from history
+    /// at the revision it would have received next (and is canceled with `compact_revision` if
+    /// that history is gone), as etcd's watchable store does on restore.
+    pub fn restored(&self) {
+        let current = self.kv.read().rev();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let delivered_up_to = st.last_notified;
+        for (key, w) in st.watchers.iter_mut() {
+            if w.synced {
+                w.synced = false;
+                w.next_rev = w.next_rev.max(delivered_up_to + 1);
+                st.synced.remove(*key, &w.spec.range);
+            }
+        }
+        st.last_notified = current;
+        drop(guard);
+        self.wake.notify_one();
     }
 
     /// Cancels a watch; `false` if the stream has no such watch.
