@@ -92,6 +92,7 @@ impl Error {
     /// travel as their message).
     pub fn from_message(msg: &str) -> Option<Error> {
         [
+            Error::LeaseNotFound,
             Error::MemberNotFound,
             Error::MemberNotLearner,
             Error::LearnerNotReady,

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod lease;
 pub mod mvcc;
 pub mod proto;

@@ -6,47 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{etcdctl, fails, ok, Cluster, Member};
+use common::{client, etcdctl, fails, member_id, ok, wait_leader, Cluster, Member};
 use etcd_client::{Client, GetOptions};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn client(m: &Member) -> Client {
-    Client::connect([m.endpoint()], None).await.expect("connect")
-}
-
-/// The leader id as member `m` sees it (0 if none or unreachable).
-async fn leader_seen_by(m: &Member) -> u64 {
-    match Client::connect([m.endpoint()], None).await {
-        Ok(mut c) => c.status().await.map(|s| s.leader()).unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-async fn member_id(m: &Member) -> u64 {
-    client(m).await.status().await.unwrap().header().unwrap().member_id()
-}
-
-/// Index of the member that leads, once the running members agree on one.
-async fn wait_leader(c: &Cluster, excluding: Option<u64>) -> usize {
-    let start = Instant::now();
-    loop {
-        let mut seen = Vec::new();
-        for m in c.members.iter().filter(|m| m.child.is_some()) {
-            seen.push(leader_seen_by(m).await);
-        }
-        let candidate = seen[0];
-        if candidate != 0 && Some(candidate) != excluding && seen.iter().all(|l| *l == candidate) {
-            for (i, m) in c.members.iter().enumerate().filter(|(_, m)| m.child.is_some()) {
-                if member_id(m).await == candidate {
-                    return i;
-                }
-            }
-        }
-        assert!(start.elapsed() < DEADLINE, "no agreed leader within {DEADLINE:?}: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Every key and value on member `m`, read locally.
 async fn state(m: &Member) -> BTreeMap<String, String> {
@@ -277,4 +240,37 @@ async fn a_member_behind_the_compacted_log_catches_up_from_a_snapshot() {
     assert!(log.contains("installing a snapshot"), "caught up through a snapshot:\n{log}");
     want.extend(write_through(&c, "after/", 20).await);
     wait_state(&c, &want).await;
+}
+
+/// A watcher on a follower that falls behind the compacted log and installs a snapshot receives
+/// every event the snapshot carried, in order, none twice (it used to receive only the last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_on_a_follower_gets_every_event_across_a_snapshot_install() {
+    const PUTS: usize = 1500;
+    let c = Cluster::start_with(3, &["--snapshot-count", "100"]);
+    let leader = wait_leader(&c, None).await;
+    let follower = (leader + 1) % 3;
+    let mut wc = client(&c.members[follower]).await;
+    let mut stream = wc.watch("k", Some(etcd_client::WatchOptions::new().with_prefix())).await.unwrap();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created());
+    c.members[follower].signal("STOP");
+    let mut lc = client(&c.members[leader]).await;
+    for i in 0..PUTS {
+        lc.put(format!("k{i:05}"), "v", None).await.unwrap();
+    }
+    c.members[follower].signal("CONT");
+    let mut revs = Vec::new();
+    while revs.len() < PUTS {
+        let msg = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {PUTS} events arrived", revs.len()))
+            .unwrap()
+            .expect("watch stream open");
+        revs.extend(msg.events().iter().map(|ev| ev.kv().unwrap().mod_revision()));
+    }
+    assert_eq!(revs.len(), PUTS);
+    assert!(revs.windows(2).all(|w| w[1] == w[0] + 1), "ordered, no gaps, no duplicates");
+    let log = c.members[follower].log();
+    assert!(log.contains("installing a snapshot"), "the follower caught up through a snapshot:\n{log}");
 }

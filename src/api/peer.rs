@@ -11,7 +11,8 @@ use super::status::to_status;
 use crate::error::{Error, Result};
 use crate::proto::metastorepb::peer_server::{Peer, PeerServer};
 use crate::proto::metastorepb::{
-    ClusterInfo, ClusterRequest, MemberRecord, PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
+    ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveAnswer, MemberRecord,
+    PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
 };
 use crate::server::Server;
 use crate::tls::PeerTls;
@@ -53,6 +54,22 @@ impl Peer for PeerService {
     async fn promote(&self, req: Request<PromoteRequest>) -> Result<Response<PromoteResponse>, Status> {
         self.server.member_promote(req.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(PromoteResponse {}))
+    }
+
+    async fn lease_renew(&self, req: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
+        let ttl = self.server.lease_renew_as_leader(req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(LeaseRenewResponse { ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseRenewRequest>,
+    ) -> Result<Response<LeaseTimeToLiveAnswer>, Status> {
+        let status = self.server.lease_time_to_live_as_leader(req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(match status {
+            Some(s) => LeaseTimeToLiveAnswer { found: true, remaining: s.remaining, granted: s.granted, keys: s.keys },
+            None => LeaseTimeToLiveAnswer::default(),
+        }))
     }
 }
 

@@ -39,6 +39,10 @@ struct Lease {
     keys: BTreeSet<Vec<u8>>,
     /// Last checkpointed wall-clock deadline (ms); 0 if never checkpointed.
     deadline_ms: i64,
+    /// Remaining TTL (ms) at the last checkpoint, by the clock of the leader that took it; 0 if
+    /// never checkpointed. A new leader resumes from it, so no clock difference between members
+    /// expires a lease early.
+    remaining_ms: i64,
     /// Live expiry, tracked only while this member is the primary (leader).
     expiry: Option<Instant>,
 }
@@ -48,6 +52,16 @@ struct State {
     leases: HashMap<i64, Lease>,
     key_lease: HashMap<Vec<u8>, i64>,
     primary: bool,
+}
+
+/// A lease's expiry as the leader checkpoints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub id: i64,
+    /// Wall-clock deadline (ms since the Unix epoch).
+    pub deadline_ms: i64,
+    /// Remaining TTL (ms) when proposed.
+    pub remaining_ms: i64,
 }
 
 /// What `time_to_live` reports.
@@ -101,7 +115,7 @@ impl Lessor {
             primary
         };
         if primary {
-            self.promote();
+            self.promote(Duration::ZERO);
         }
         Ok(())
     }
@@ -134,8 +148,9 @@ impl Lessor {
         }
         let ttl = ttl.max(self.min_ttl);
         let expiry = st.primary.then(|| Instant::now() + Duration::from_secs(ttl as u64));
-        st.leases.insert(id, Lease { ttl, keys: BTreeSet::new(), deadline_ms: 0, expiry });
-        put_record(batch, id, ttl, 0);
+        let lease = Lease { ttl, keys: BTreeSet::new(), deadline_ms: 0, remaining_ms: 0, expiry };
+        put_record(batch, id, &lease);
+        st.leases.insert(id, lease);
         Ok(ttl)
     }
 
@@ -172,38 +187,42 @@ impl Lessor {
         }
     }
 
-    /// Applies checkpointed deadlines proposed by the leader.
-    pub fn checkpoint(&self, batch: &mut WriteBatch, checkpoints: &[(i64, i64)]) {
+    /// Applies checkpoints proposed by the leader. A checkpoint never pulls a deadline back: a
+    /// keep-alive the primary handled after proposing it keeps its later expiry.
+    pub fn checkpoint(&self, batch: &mut WriteBatch, checkpoints: &[Checkpoint]) {
         let mut st = self.lock();
         let primary = st.primary;
-        for (id, deadline_ms) in checkpoints {
-            if let Some(l) = st.leases.get_mut(id) {
-                l.deadline_ms = *deadline_ms;
+        for c in checkpoints {
+            if let Some(l) = st.leases.get_mut(&c.id) {
+                l.deadline_ms = l.deadline_ms.max(c.deadline_ms);
+                l.remaining_ms = c.remaining_ms;
                 if primary {
-                    l.expiry = Some(instant_of(*deadline_ms));
+                    l.expiry = l.expiry.max(Some(instant_of(c.deadline_ms)));
                 }
-                put_record(batch, *id, l.ttl, *deadline_ms);
+                put_record(batch, c.id, l);
             }
         }
     }
 
     // --- primary (leader-only) state ---
 
-    /// This member became leader: start tracking expiry from the checkpointed deadlines (or a
-    /// full TTL for leases never checkpointed).
-    pub fn promote(&self) {
+    /// This member became leader: start tracking expiry from the checkpointed remaining TTLs (a
+    /// full TTL for leases never checkpointed), each extended by `extend` — etcd extends by an
+    /// election timeout, the time clients may have needed to find the new leader.
+    pub fn promote(&self, extend: Duration) {
         let mut st = self.lock();
         if st.primary {
             return;
         }
         st.primary = true;
-        let now = Instant::now();
+        let now = Instant::now() + extend;
         for l in st.leases.values_mut() {
-            l.expiry = Some(if l.deadline_ms > 0 {
-                instant_of(l.deadline_ms)
+            let remaining = if l.remaining_ms > 0 {
+                Duration::from_millis(l.remaining_ms as u64)
             } else {
-                now + Duration::from_secs(l.ttl as u64)
-            });
+                Duration::from_secs(l.ttl as u64)
+            };
+            l.expiry = Some(now + remaining);
         }
     }
 
@@ -243,14 +262,21 @@ impl Lessor {
     }
 
     /// Deadlines that moved away from their last checkpoint (after keep-alives, or never
-    /// checkpointed): `(id, deadline_ms)` pairs to propose.
-    pub fn due_checkpoints(&self, limit: usize) -> Vec<(i64, i64)> {
+    /// checkpointed): the checkpoints to propose.
+    pub fn due_checkpoints(&self, limit: usize) -> Vec<Checkpoint> {
         let st = self.lock();
+        let now = Instant::now();
         st.leases
             .iter()
             .filter_map(|(id, l)| {
-                let deadline = deadline_of(l.expiry?);
-                ((deadline - l.deadline_ms).abs() > CHECKPOINT_SLACK_MS).then_some((*id, deadline))
+                let expiry = l.expiry?;
+                let deadline_ms = deadline_of(expiry);
+                let remaining_ms = expiry.saturating_duration_since(now).as_millis() as i64;
+                ((deadline_ms - l.deadline_ms).abs() > CHECKPOINT_SLACK_MS).then_some(Checkpoint {
+                    id: *id,
+                    deadline_ms,
+                    remaining_ms,
+                })
             })
             .take(limit)
             .collect()
@@ -277,14 +303,20 @@ impl Lessor {
 fn load(engine: &dyn Engine) -> Result<State> {
     let mut state = State::default();
     for r in decode_all::<LeaseRecord>(engine, Table::Lease, "lease record")? {
-        let lease = Lease { ttl: r.ttl, keys: BTreeSet::new(), deadline_ms: r.deadline_unix_ms, expiry: None };
+        let lease = Lease {
+            ttl: r.ttl,
+            keys: BTreeSet::new(),
+            deadline_ms: r.deadline_unix_ms,
+            remaining_ms: r.remaining_ms,
+            expiry: None,
+        };
         state.leases.insert(r.id, lease);
     }
     Ok(state)
 }
 
-fn put_record(batch: &mut WriteBatch, id: i64, ttl: i64, deadline_unix_ms: i64) {
-    let record = LeaseRecord { id, ttl, deadline_unix_ms };
+fn put_record(batch: &mut WriteBatch, id: i64, l: &Lease) {
+    let record = LeaseRecord { id, ttl: l.ttl, deadline_unix_ms: l.deadline_ms, remaining_ms: l.remaining_ms };
     batch.put(Table::Lease, u64_key(id as u64).to_vec(), record.encode_to_vec());
 }
 
@@ -323,32 +355,47 @@ mod tests {
         lessor.grant(&mut batch, 1, 100).unwrap();
         assert_eq!(lessor.renew(1), Err(Error::NoLeader));
         assert!(lessor.due_checkpoints(10).is_empty());
-        lessor.promote();
+        lessor.promote(Duration::ZERO);
         assert_eq!(lessor.renew(1), Ok(100));
         let due = lessor.due_checkpoints(10);
         assert_eq!(due.len(), 1);
         lessor.checkpoint(&mut batch, &due);
         assert!(lessor.due_checkpoints(10).is_empty(), "checkpointed deadlines are not proposed again");
-        // A checkpoint in the past makes the lease expire on the primary.
-        lessor.checkpoint(&mut batch, &[(1, now_ms() - 1000)]);
-        assert_eq!(lessor.expired(10), vec![1]);
-        assert_eq!(lessor.renew(1), Err(Error::LeaseNotFound));
+        // A checkpoint never pulls the primary's expiry back (it may predate a keep-alive).
+        lessor.checkpoint(&mut batch, &[Checkpoint { id: 1, deadline_ms: now_ms() - 1000, remaining_ms: 1 }]);
+        assert!(lessor.expired(10).is_empty());
+        assert_eq!(lessor.renew(1), Ok(100));
         lessor.demote();
         assert!(lessor.expired(10).is_empty());
     }
 
     #[test]
-    fn restart_resumes_from_the_checkpointed_deadline() {
+    fn restart_resumes_from_the_checkpointed_remaining_ttl() {
         let engine = MemoryEngine::new();
         let lessor = Lessor::open(&engine, 1).unwrap();
         let mut batch = WriteBatch::new();
         lessor.grant(&mut batch, 3, 30).unwrap();
-        lessor.checkpoint(&mut batch, &[(3, now_ms() + 20_000)]);
+        lessor.checkpoint(&mut batch, &[Checkpoint { id: 3, deadline_ms: now_ms() + 20_000, remaining_ms: 20_000 }]);
         engine.write(batch, false).unwrap();
         let reloaded = Lessor::open(&engine, 1).unwrap();
-        reloaded.promote();
+        reloaded.promote(Duration::ZERO);
         let ttl = reloaded.time_to_live(3).unwrap();
         assert!((18..=20).contains(&ttl.remaining), "remaining {}", ttl.remaining);
         assert_eq!(ttl.granted, 30);
+    }
+
+    /// A new leader whose clock runs ahead of the old leader's (the checkpointed wall-clock
+    /// deadline looks past) still resumes the remaining TTL, extended by the election timeout.
+    #[test]
+    fn promotion_ignores_clock_differences_and_extends_by_the_election_timeout() {
+        let engine = MemoryEngine::new();
+        let lessor = Lessor::open(&engine, 1).unwrap();
+        let mut batch = WriteBatch::new();
+        lessor.grant(&mut batch, 4, 5).unwrap();
+        lessor.checkpoint(&mut batch, &[Checkpoint { id: 4, deadline_ms: now_ms() - 60_000, remaining_ms: 4_000 }]);
+        lessor.promote(Duration::from_secs(1));
+        assert!(lessor.expired(10).is_empty());
+        let ttl = lessor.time_to_live(4).unwrap();
+        assert!((4..=5).contains(&ttl.remaining), "remaining {}", ttl.remaining);
     }
 }

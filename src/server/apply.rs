@@ -15,7 +15,7 @@ use super::membership::{from_record, Members};
 use super::waiters::Waiters;
 use super::Applied;
 use crate::error::{Error, Result};
-use crate::lease::Lessor;
+use crate::lease::{Checkpoint, Lessor};
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{ApplyBatch, KeyRange, KvStore};
 use crate::proto::etcdserverpb::{
@@ -146,7 +146,11 @@ impl Applier {
     }
 
     fn checkpoint(&self, batch: &mut ApplyBatch<'_>, c: &LeaseCheckpointRequest) -> Applied {
-        let points: Vec<(i64, i64)> = c.checkpoints.iter().map(|p| (p.id, p.deadline_unix_ms)).collect();
+        let points: Vec<Checkpoint> = c
+            .checkpoints
+            .iter()
+            .map(|p| Checkpoint { id: p.id, deadline_ms: p.deadline_unix_ms, remaining_ms: p.remaining_ms })
+            .collect();
         self.lessor.checkpoint(batch.batch_mut(), &points);
         Applied::LeaseCheckpoint
     }

@@ -10,10 +10,8 @@ use super::membership::{member_id, record, Member};
 use super::{Applied, Server};
 use crate::error::{Error, Result};
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::{MemberChangeContext, MemberRecord, PromoteRequest};
 use crate::raft::{MemberChange, Role};
-use crate::tls;
 
 /// etcd promotes a learner only once it has 90% of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
@@ -102,7 +100,7 @@ impl Server {
         }
         let status = self.raft.status();
         if status.role != Role::Leader {
-            self.promote_on_leader(status.leader_id, id).await?;
+            self.promote_on_leader(id).await?;
             return Ok(self.members.list());
         }
         let leader_match = status.last_index as f64;
@@ -115,19 +113,11 @@ impl Server {
         Ok(self.members.list())
     }
 
-    /// Forwards a promotion to the leader's peer API, as etcd does.
-    async fn promote_on_leader(&self, leader: u64, id: u64) -> Result<()> {
-        let url = self.members.get(leader).and_then(|m| m.peer_urls.first().cloned()).ok_or(Error::NoLeader)?;
-        let channel = tls::connect(&url, self.raft.peers().tls()).await.map_err(|_| Error::NoLeader)?;
-        let mut client = PeerClient::new(channel);
-        match client.promote(PromoteRequest { id }).await {
-            Ok(_) => {
-                // Answer with the member list as this member sees it once the change is applied.
-                self.linearizable_barrier().await
-            }
-            Err(status) => Err(Error::from_message(status.message())
-                .unwrap_or_else(|| Error::Internal(format!("promote on the leader: {}", status.message())))),
-        }
+    /// Forwards a promotion to the leader's peer API, as etcd does, then waits until this member
+    /// has applied it, so it answers with the member list after the change.
+    async fn promote_on_leader(&self, id: u64) -> Result<()> {
+        self.on_leader(|mut c| async move { c.promote(PromoteRequest { id }).await }).await?;
+        self.linearizable_barrier().await
     }
 
     /// Hands leadership to voter `to` and waits until it leads.

@@ -2,18 +2,20 @@
 //! — promoting the lessor when this member leads, proposing revokes for expired leases (at most
 //! etcd's 1000 per second) and checkpoints of moved deadlines.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Applied, Server};
 use crate::error::{Error, Result};
-use crate::lease::{LeaseStatus, Lessor};
+use crate::failpoint;
+use crate::lease::{Checkpoint, LeaseStatus, Lessor};
 use crate::mvcc::{KeyRange, KvStore, RangeOptions};
 use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse};
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest};
+use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRenewRequest};
 use crate::raft::Role;
+use tokio::task::JoinHandle;
 
 const TICK: Duration = Duration::from_millis(100);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -47,16 +49,55 @@ impl Server {
         }
     }
 
-    /// A keep-alive; answered by the leader, whose lessor tracks expiry.
+    /// A keep-alive, answered by the leader's lessor (which alone tracks expiry): this member's
+    /// own when it leads, the leader's through the peer API otherwise. Retried across an election
+    /// until the request timeout.
     pub async fn lease_renew(&self, id: i64) -> Result<i64> {
-        self.linearizable_barrier().await?;
-        self.follow_leadership();
-        self.lessor.renew(id)
+        self.until_leader_answers(|| async move {
+            if self.follow_leadership() {
+                return self.lease_renew_as_leader(id).await;
+            }
+            self.on_leader(|mut c| async move { c.lease_renew(LeaseRenewRequest { id }).await }).await.map(|r| r.ttl)
+        })
+        .await
     }
 
-    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
+    /// A keep-alive forwarded to this member; `NotLeader` unless it leads.
+    pub async fn lease_renew_as_leader(&self, id: i64) -> Result<i64> {
+        if !self.follow_leadership() {
+            return Err(Error::NotLeader);
+        }
         self.linearizable_barrier().await?;
-        self.follow_leadership();
+        match self.lessor.renew(id) {
+            Err(Error::NoLeader) => Err(Error::NotLeader), // demoted meanwhile
+            other => other,
+        }
+    }
+
+    /// A lease's remaining and granted TTL and keys, from the leader's lessor (as
+    /// [`Server::lease_renew`]); `None` for an unknown lease.
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
+        self.until_leader_answers(|| async move {
+            if self.follow_leadership() {
+                return self.lease_time_to_live_as_leader(id).await;
+            }
+            let answer =
+                self.on_leader(|mut c| async move { c.lease_time_to_live(LeaseRenewRequest { id }).await }).await?;
+            Ok(answer.found.then_some(LeaseStatus {
+                remaining: answer.remaining,
+                granted: answer.granted,
+                keys: answer.keys,
+            }))
+        })
+        .await
+    }
+
+    /// A time-to-live question forwarded to this member; `NotLeader` unless it leads.
+    pub async fn lease_time_to_live_as_leader(&self, id: i64) -> Result<Option<LeaseStatus>> {
+        if !self.follow_leadership() {
+            return Err(Error::NotLeader);
+        }
+        self.linearizable_barrier().await?;
         Ok(self.lessor.time_to_live(id))
     }
 
@@ -66,7 +107,7 @@ impl Server {
     fn follow_leadership(&self) -> bool {
         let leading = self.raft.status().role == Role::Leader;
         match (leading, self.lessor.is_primary()) {
-            (true, false) => self.lessor.promote(),
+            (true, false) => self.lessor.promote(self.cfg.heartbeat * self.cfg.election_ticks as u32),
             (false, true) => self.lessor.demote(),
             _ => {}
         }
@@ -80,8 +121,11 @@ impl Server {
 }
 
 /// Runs while the server lives: follows leadership and, as primary, expires and checkpoints.
+/// A revoke in flight is not proposed twice; one that failed (raft drops proposals during a
+/// leadership transfer, for one) is proposed again on a later tick for as long as this member
+/// leads and the lease exists, so a dead client's lease always goes.
 pub(super) async fn run_primary(server: Weak<Server>) {
-    let mut revoking: HashSet<i64> = HashSet::new();
+    let mut revoking: HashMap<i64, JoinHandle<()>> = HashMap::new();
     let mut last_checkpoint = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -91,12 +135,10 @@ pub(super) async fn run_primary(server: Weak<Server>) {
             revoking.clear();
             continue;
         }
+        revoking.retain(|_, task| !task.is_finished());
         for id in server.lessor.expired(REVOKES_PER_TICK) {
-            if revoking.insert(id) {
-                spawn_revoke(server.clone(), id);
-            }
+            revoking.entry(id).or_insert_with(|| spawn_revoke(server.clone(), id));
         }
-        revoking.retain(|id| server.lessor.exists(*id));
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();
             let due = server.lessor.due_checkpoints(1000);
@@ -107,19 +149,26 @@ pub(super) async fn run_primary(server: Weak<Server>) {
     }
 }
 
-fn spawn_revoke(server: Arc<Server>, id: i64) {
+fn spawn_revoke(server: Arc<Server>, id: i64) -> JoinHandle<()> {
     tokio::spawn(async move {
-        match server.lease_revoke(LeaseRevokeRequest { id }).await {
+        let attempt = if failpoint::hit("lease-revoke-drop") {
+            Err(Error::NoLeader)
+        } else {
+            server.lease_revoke(LeaseRevokeRequest { id }).await
+        };
+        match attempt {
             Ok(_) | Err(Error::LeaseNotFound) => {}
             Err(e) => tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
         }
-    });
+    })
 }
 
-fn spawn_checkpoint(server: Arc<Server>, due: Vec<(i64, i64)>) {
+fn spawn_checkpoint(server: Arc<Server>, due: Vec<Checkpoint>) {
     tokio::spawn(async move {
-        let checkpoints =
-            due.into_iter().map(|(id, deadline_unix_ms)| LeaseCheckpoint { id, deadline_unix_ms }).collect();
+        let checkpoints = due
+            .into_iter()
+            .map(|c| LeaseCheckpoint { id: c.id, deadline_unix_ms: c.deadline_ms, remaining_ms: c.remaining_ms })
+            .collect();
         let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
         if let Err(e) = server.propose(req).await {
             tracing::debug!(error = %e, "lease checkpoint not applied; the next one will retry");

@@ -21,6 +21,7 @@
 
 pub mod apply;
 mod cluster;
+mod forward;
 pub mod kv;
 mod leases;
 pub mod membership;
@@ -122,6 +123,8 @@ pub struct Server {
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
+    /// Channel to the leader for requests only it answers (`forward`).
+    leader_link: forward::LeaderLink,
     raft_thread: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
 }
 
@@ -175,7 +178,9 @@ impl Server {
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
         let raft_thread = Mutex::new(Some(thread));
         let hub_task = hub.clone();
-        let server = Arc::new(Self { cfg, engine, kv, lessor, hub, members, raft, waiters, next_id, raft_thread });
+        let leader_link = forward::LeaderLink::default();
+        let server =
+            Arc::new(Self { cfg, engine, kv, lessor, hub, members, raft, waiters, next_id, leader_link, raft_thread });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)

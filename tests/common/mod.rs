@@ -24,6 +24,8 @@ pub struct Member {
     pub peer_url: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Environment variables of the process (e.g. `METASTORE_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -32,10 +34,16 @@ impl Member {
     /// binding port 0 and releasing it, so another process may grab one first: a start that fails
     /// with "Address already in use" is retried on fresh ports (at most three times).
     pub fn start(extra: &[&str]) -> Member {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Member::start`] with environment variables for the process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Member {
         for _ in 0..3 {
             let tmp = tempfile::tempdir().expect("tempdir");
             let data_dir = tmp.path().join("data");
             let mut m = Self::configure(&data_dir, extra);
+            m.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             m._tmp = Some(tmp);
             m.spawn_nowait();
             match m.try_wait_ready() {
@@ -67,7 +75,15 @@ impl Member {
             format!("n1={peer_url}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Member { child: None, client_url, peer_url, data_dir: data_dir.to_path_buf(), args, _tmp: None }
+        Member {
+            child: None,
+            client_url,
+            peer_url,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            env: Vec::new(),
+            _tmp: None,
+        }
     }
 
     /// (Re)starts the process with the same arguments and waits until it serves.
@@ -79,8 +95,13 @@ impl Member {
     /// Starts the process without waiting (members of a cluster wait for each other).
     pub fn spawn_nowait(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let child =
-            Command::new(BIN).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("spawn metastore");
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn metastore");
         self.child = Some(child);
     }
 
@@ -317,6 +338,46 @@ impl Member {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Member { child: None, client_url, peer_url, data_dir: data, args, _tmp: None }
+        Member { child: None, client_url, peer_url, data_dir: data, args, env: Vec::new(), _tmp: None }
+    }
+}
+
+/// How long cluster helpers wait for agreement before failing the test.
+pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+pub async fn client(m: &Member) -> etcd_client::Client {
+    etcd_client::Client::connect([m.endpoint()], None).await.expect("connect")
+}
+
+/// The leader id as member `m` sees it (0 if none or unreachable).
+pub async fn leader_seen_by(m: &Member) -> u64 {
+    match etcd_client::Client::connect([m.endpoint()], None).await {
+        Ok(mut c) => c.status().await.map(|s| s.leader()).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+pub async fn member_id(m: &Member) -> u64 {
+    client(m).await.status().await.unwrap().header().unwrap().member_id()
+}
+
+/// Index of the member that leads, once the running members agree on one.
+pub async fn wait_leader(c: &Cluster, excluding: Option<u64>) -> usize {
+    let start = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for m in c.members.iter().filter(|m| m.child.is_some()) {
+            seen.push(leader_seen_by(m).await);
+        }
+        let candidate = seen[0];
+        if candidate != 0 && Some(candidate) != excluding && seen.iter().all(|l| *l == candidate) {
+            for (i, m) in c.members.iter().enumerate().filter(|(_, m)| m.child.is_some()) {
+                if member_id(m).await == candidate {
+                    return i;
+                }
+            }
+        }
+        assert!(start.elapsed() < CLUSTER_DEADLINE, "no agreed leader within {CLUSTER_DEADLINE:?}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
