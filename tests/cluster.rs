@@ -274,3 +274,41 @@ async fn a_watch_on_a_follower_gets_every_event_across_a_snapshot_install() {
     let log = c.members[follower].log();
     assert!(log.contains("installing a snapshot"), "the follower caught up through a snapshot:\n{log}");
 }
+
+/// The leader removes itself while its outgoing messages are slowed down (so followers learn of
+/// the commit late): it must keep serving raft until they do, and the others carry on — in a
+/// 2-member cluster the survivor would otherwise wait for the departed leader's vote for ever.
+async fn a_leader_removing_itself_leaves_a_working_cluster(n: usize) {
+    let mut c = Cluster::start_with_env(n, &[], &[("METASTORE_FAILPOINTS", "peer-send-slow=1000000")]);
+    let leader = wait_leader(&c, None).await;
+    let id = member_id(&c.members[leader]).await;
+    let mut lc = client(&c.members[leader]).await;
+    lc.put("before", "v", None).await.unwrap();
+    lc.member_remove(id).await.unwrap();
+    let start = Instant::now();
+    while c.members[leader].child.as_mut().is_some_and(|p| p.try_wait().unwrap().is_none()) {
+        assert!(start.elapsed() < DEADLINE, "the removed leader never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.members[leader].child = None;
+    let survivor = c.members.iter().position(|m| m.child.is_some()).unwrap();
+    let mut sc = client(&c.members[survivor]).await;
+    let start = Instant::now();
+    while sc.put("after", "v", None).await.is_err() {
+        assert!(start.elapsed() < DEADLINE, "the remaining members never served a write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let members = sc.member_list().await.unwrap();
+    assert_eq!(members.members().len(), n - 1);
+    assert!(members.members().iter().all(|m| m.id() != id));
+}
+
+#[tokio::test]
+async fn a_leader_removing_itself_from_two_members_leaves_one_that_serves() {
+    a_leader_removing_itself_leaves_a_working_cluster(2).await;
+}
+
+#[tokio::test]
+async fn a_leader_removing_itself_from_three_members_leaves_two_that_serve() {
+    a_leader_removing_itself_leaves_a_working_cluster(3).await;
+}

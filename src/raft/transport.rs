@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Command, Transport};
+use crate::failpoint;
 use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::RaftBatch;
 use crate::tls::{self, PeerTls};
@@ -125,7 +126,10 @@ async fn peer_loop(
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        if let Some(url) = book.first_url(to) {
+        let Some(url) = book.first_url(to) else {
+            return; // removed from the cluster: the queue closes, and is made anew if it returns
+        };
+        {
             if let Ok(channel) = tls::connect(&url, book.tls()).await {
                 let mut client = PeerClient::new(channel);
                 backoff = Duration::from_millis(50);
@@ -142,6 +146,9 @@ async fn peer_loop(
                             Ok(m) => messages.push(m),
                             Err(_) => break,
                         }
+                    }
+                    if failpoint::hit("peer-send-slow") {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     if tx.send(RaftBatch { messages }).await.is_err() {
                         break; // the stream ended: reconnect

@@ -42,8 +42,15 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub members: Arc<Members>,
     pub peers: Arc<PeerBook>,
-    /// This member's id: applying its own removal stops it.
+    /// This member's id: applying its own removal stops it, after `stop_delay`.
     pub self_id: u64,
+    /// How long a removed member keeps serving raft after its removal is applied, so the others
+    /// learn that it committed (etcd: ten heartbeats). Without it, a leader removing itself
+    /// could exit before any follower hears of the commit, and in a 2-member cluster the
+    /// survivor would wait for the departed leader's vote for ever.
+    pub stop_delay: std::time::Duration,
+    /// Set once the removal was applied and the delayed stop is scheduled.
+    pub removed: bool,
 }
 
 impl StateMachine for Applier {
@@ -87,9 +94,15 @@ impl StateMachine for Applier {
         for (id, result) in results {
             self.waiters.trigger(id, result);
         }
-        if removed_self {
-            tracing::warn!("the member has been permanently removed from the cluster; exiting");
-            std::process::exit(0);
+        if removed_self && !self.removed {
+            self.removed = true;
+            let delay = self.stop_delay;
+            tracing::warn!(?delay, "the member has been permanently removed from the cluster; stopping after a delay");
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                tracing::warn!("the member has been permanently removed from the cluster; exiting");
+                std::process::exit(0);
+            });
         }
         Ok(())
     }

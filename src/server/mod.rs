@@ -152,6 +152,8 @@ impl Server {
             members: members.clone(),
             peers: peers.clone(),
             self_id: cfg.member_id,
+            stop_delay: cfg.heartbeat * 10,
+            removed: false,
         };
         let node = NodeConfig {
             id: cfg.member_id,

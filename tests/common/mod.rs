@@ -243,15 +243,20 @@ impl Cluster {
     /// Starts `n` members with `extra` flags each, retrying on fresh ports (at most three
     /// times) when one was taken between picking and binding it.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_with_env(n, extra, &[])
+    }
+
+    /// [`Cluster::start_with`] with environment variables for every member's process.
+    pub fn start_with_env(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         for _ in 0..3 {
-            if let Some(c) = Self::try_start(n, extra) {
+            if let Some(c) = Self::try_start(n, extra, env) {
                 return c;
             }
         }
         panic!("no free ports after three attempts");
     }
 
-    fn try_start(n: usize, extra: &[&str]) -> Option<Cluster> {
+    fn try_start(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Option<Cluster> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster: String = ports
@@ -275,6 +280,7 @@ impl Cluster {
             })
             .collect();
         for m in &mut members {
+            m.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             m.spawn_nowait();
         }
         for (i, m) in members.iter_mut().enumerate() {
