@@ -136,7 +136,7 @@ async fn observe(client: Client, prefix: String, tx: mpsc::Sender<Result<Leader>
 async fn observe_loop(client: &Client, prefix: &str, tx: &mpsc::Sender<Result<Leader>>) -> Result<()> {
     let mut last: Option<Leader> = None;
     loop {
-        let (kv, rev) = first_created(client, prefix).await?;
+        let (kv, mut rev) = first_created(client, prefix).await?;
         let leader = match kv {
             Some(kv) => Leader { key: kv.key().to_vec(), value: kv.value().to_vec(), rev: kv.create_revision() },
             None => {
@@ -147,6 +147,7 @@ async fn observe_loop(client: &Client, prefix: &str, tx: &mpsc::Sender<Result<Le
                 while let Some(resp) = stream.message().await? {
                     if let Some(kv) = resp.events().iter().find(|e| e.event_type() == EventType::Put).and_then(|e| e.kv())
                     {
+                        rev = kv.mod_revision();
                         found = Some(Leader {
                             key: kv.key().to_vec(),
                             value: kv.value().to_vec(),
@@ -175,10 +176,12 @@ async fn observe_loop(client: &Client, prefix: &str, tx: &mpsc::Sender<Result<Le
                 match (e.event_type(), e.kv()) {
                     (EventType::Put, Some(kv)) => {
                         let l = Leader { key: kv.key().to_vec(), value: kv.value().to_vec(), rev: kv.create_revision() };
-                        if tx.send(Ok(l.clone())).await.is_err() {
-                            return Ok(());
+                        if last.as_ref() != Some(&l) {
+                            if tx.send(Ok(l.clone())).await.is_err() {
+                                return Ok(());
+                            }
+                            last = Some(l);
                         }
-                        last = Some(l);
                     }
                     _ => break 'key,
                 }
