@@ -50,7 +50,10 @@ async fn tables_and_config_from_the_command_line() {
     both(|_, m| async move {
         let ep = m.endpoint();
         let ep = ep.as_str();
-        assert_eq!(ok(ep, &["table", "create", "events", "--set", "retention_days=7"]).await.trim(), "table events created");
+        assert_eq!(
+            ok(ep, &["table", "create", "events", "--set", "retention_days=7"]).await.trim(),
+            "table events created"
+        );
         assert_eq!(ok(ep, &["table", "create", "events", "--if-not-exists"]).await.trim(), "table events exists");
         assert_eq!(fails(ep, &["table", "create", "events"]).await.0, 4);
         let (code, err) = fails(ep, &["table", "create", "9lives"]).await;
@@ -67,7 +70,11 @@ async fn tables_and_config_from_the_command_line() {
         assert!(text.lines().any(|l| l.starts_with("config.retention_days") && l.ends_with(" 7")), "{text}");
         assert_eq!(fails(ep, &["table", "describe", "nope"]).await.0, 3);
 
-        let v = json(ep, &["table", "config", "set", "events", "buffer_size=4096", "properties.codec=zstd", "--reason", "tune"]).await;
+        let v = json(
+            ep,
+            &["table", "config", "set", "events", "buffer_size=4096", "properties.codec=zstd", "--reason", "tune"],
+        )
+        .await;
         assert_eq!(v["version"], 2);
         assert_eq!(fails(ep, &["table", "config", "set", "events", "bogus=1"]).await.0, 2);
         let c = json(ep, &["table", "config", "get", "events"]).await;
@@ -75,7 +82,8 @@ async fn tables_and_config_from_the_command_line() {
         let v = json(ep, &["table", "config", "rollback", "events", "1", "--by", "ops"]).await;
         assert_eq!((v["version"].as_u64(), v["changed_by"].as_str()), (Some(3), Some("ops")));
         let h = json(ep, &["table", "config", "history", "events"]).await;
-        let reasons: Vec<&str> = h.as_array().expect("array").iter().map(|v| v["reason"].as_str().expect("reason")).collect();
+        let reasons: Vec<&str> =
+            h.as_array().expect("array").iter().map(|v| v["reason"].as_str().expect("reason")).collect();
         assert_eq!(reasons, ["", "tune", "rollback to version 1"]);
         let text = ok(ep, &["table", "config", "history", "events"]).await;
         assert!(text.starts_with("VERSION  AT_MS"), "{text}");
@@ -104,10 +112,14 @@ async fn index_sets_from_the_command_line() {
         let added = json(ep, &["index", "add", "t", "u1", "d2", "dir/with:colon/d.parquet"]).await;
         assert_eq!(added["stats"]["file_count"], 4);
         let by_day = json(ep, &["index", "ls", "t", "--day", "d1"]).await;
-        let paths: Vec<&str> = by_day.as_array().expect("array").iter().map(|e| e["file"]["path"].as_str().expect("path")).collect();
+        let paths: Vec<&str> =
+            by_day.as_array().expect("array").iter().map(|e| e["file"]["path"].as_str().expect("path")).collect();
         assert_eq!(paths, ["a.parquet", "b.parquet", "c.parquet"]);
         assert_eq!(json(ep, &["index", "ls", "t", "--id", "u1"]).await.as_array().expect("array").len(), 3);
-        assert_eq!(json(ep, &["index", "ls", "t", "--id", "u1", "--day", "d2"]).await[0]["file"]["path"], "dir/with:colon/d.parquet");
+        assert_eq!(
+            json(ep, &["index", "ls", "t", "--id", "u1", "--day", "d2"]).await[0]["file"]["path"],
+            "dir/with:colon/d.parquet"
+        );
         let table = ok(ep, &["index", "ls", "t"]).await;
         assert_eq!(table.lines().count(), 5, "{table}");
         assert!(table.starts_with("ID  DAY  PATH"), "{table}");

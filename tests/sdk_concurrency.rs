@@ -184,8 +184,10 @@ async fn election_interoperates_with_etcdctl_elect() {
         ours.campaign("ours").await.expect("campaign");
         let ep = format!("--endpoints={}", m.endpoint());
         let mut ctl = Proc::spawn("etcdctl".as_ref(), &[&ep, "elect", "mixed", "theirs"]);
-        eventually(Duration::from_secs(10), "etcdctl candidate queued", || async { count(&client, "mixed/").await == 2 })
-            .await;
+        eventually(Duration::from_secs(10), "etcdctl candidate queued", || async {
+            count(&client, "mixed/").await == 2
+        })
+        .await;
         assert_eq!(Election::leader(&client, "mixed").await.expect("leader").value, b"ours");
         ours.resign().await.expect("resign");
         assert!(ctl.line().await.starts_with("mixed/"));
@@ -299,7 +301,8 @@ async fn rwlock_shares_readers_and_semaphore_counts_permits() {
         eventually(Duration::from_secs(10), "reader queued", || async { count(&client, "rw/read/").await == 1 }).await;
         assert!(!reader.is_finished(), "reader waits for the writer");
         w.unlock().await.expect("unlock");
-        let mut r3 = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("in").expect("task").expect("read");
+        let mut r3 =
+            tokio::time::timeout(Duration::from_secs(10), reader).await.expect("in").expect("task").expect("read");
         r3.unlock().await.expect("unlock");
 
         let mut p1 = Semaphore::new(&sessions[0], "sem", 2);

@@ -32,7 +32,10 @@ async fn catalog_create_list_describe_drop() {
         assert!(!cat.create_table("events", None, true, "alice", "again").await.expect("if_not_exists"));
         assert!(matches!(cat.create_table("events", None, false, "a", "").await, Err(Error::AlreadyExists(_))));
         for bad in ["1abc", "a-b", "", &"x".repeat(65)] {
-            assert!(matches!(cat.create_table(bad, None, false, "a", "").await, Err(Error::InvalidArgument(_))), "{bad}");
+            assert!(
+                matches!(cat.create_table(bad, None, false, "a", "").await, Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
         }
         cat.create_table("event_log", None, false, "bob", "").await.expect("create");
         cat.create_table("metrics", None, false, "bob", "").await.expect("create");
@@ -101,7 +104,12 @@ async fn config_changes_are_versioned_watched_and_rolled_back() {
             history.iter().map(|v| (v.version, v.changed_by.as_str(), v.reason.as_str())).collect();
         assert_eq!(
             trail,
-            [(1, "alice", "create"), (2, "bob", "bigger"), (3, "carol", "backups"), (4, "dave", "rollback to version 1")]
+            [
+                (1, "alice", "create"),
+                (2, "bob", "bigger"),
+                (3, "carol", "backups"),
+                (4, "dave", "rollback to version 1")
+            ]
         );
         let mut watched = Vec::new();
         while watched.len() < 3 {
@@ -136,19 +144,26 @@ async fn index_lookups_by_id_day_and_table_with_stats_in_the_same_txn() {
         let by_id = idx.by_id("t", "u1").await.expect("by id");
         assert_eq!(by_id.len(), 4);
         assert!(by_id.iter().all(|e| e.id == "u1"));
-        assert_eq!(by_id.iter().map(|e| e.day.as_str()).collect::<Vec<_>>(), ["2024-05-01", "2024-05-01", "2024-05-02", "2024-05-02"]);
+        assert_eq!(
+            by_id.iter().map(|e| e.day.as_str()).collect::<Vec<_>>(),
+            ["2024-05-01", "2024-05-01", "2024-05-02", "2024-05-02"]
+        );
         let by_day = idx.by_day("t", "2024-05-02").await.expect("by day");
         assert_eq!(by_day.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["u1", "u1", "u2", "u2"]);
         assert!(by_day.iter().all(|e| e.day == "2024-05-02" && e.file.path.contains("2024-05-02")));
         assert_eq!(idx.by_table("t").await.expect("by table").len(), 8);
         let set = idx.files("t", "u2", "2024-05-01").await.expect("set");
-        assert_eq!(set.iter().map(|e| e.file.path.as_str()).collect::<Vec<_>>(), ["s3://b/t/u2/2024-05-01/0.parquet", "s3://b/t/u2/2024-05-01/1.parquet"]);
+        assert_eq!(
+            set.iter().map(|e| e.file.path.as_str()).collect::<Vec<_>>(),
+            ["s3://b/t/u2/2024-05-01/0.parquet", "s3://b/t/u2/2024-05-01/1.parquet"]
+        );
 
         // Re-adding a path replaces it; removing takes it out of both orderings and the stats.
         let again = DataFile::new("s3://b/t/u2/2024-05-01/0.parquet", 5000, 50);
         let stats = idx.add("t", "u2", "2024-05-01", &[again]).await.expect("re-add");
         assert_eq!((stats.file_count, stats.size_bytes, stats.record_count), (8, 12000, 120));
-        let stats = idx.remove("t", "u2", "2024-05-01", &["s3://b/t/u2/2024-05-01/0.parquet", "absent"]).await.expect("rm");
+        let stats =
+            idx.remove("t", "u2", "2024-05-01", &["s3://b/t/u2/2024-05-01/0.parquet", "absent"]).await.expect("rm");
         assert_eq!((stats.file_count, stats.size_bytes, stats.record_count), (7, 7000, 70));
         assert_eq!(count(&client, &format!("{ROOT}data/t/index/id/")).await, 7);
         assert_eq!(count(&client, &format!("{ROOT}data/t/index/day/")).await, 7);
@@ -199,7 +214,10 @@ async fn concurrent_flushers_flush_every_buffer_exactly_once() {
         for id in 0..4 {
             for day in 0..3 {
                 for s in 0..3 {
-                    buffers.append("t", &format!("u{id}"), &format!("d{day}"), &seg(1 + s, s as i64)).await.expect("append");
+                    buffers
+                        .append("t", &format!("u{id}"), &format!("d{day}"), &seg(1 + s, s as i64))
+                        .await
+                        .expect("append");
                     rows += 1 + s;
                 }
             }

@@ -156,7 +156,8 @@ impl Buffers {
         for kv in segments {
             let rest = String::from_utf8_lossy(&kv.key()[bprefix.len()..]).into_owned();
             let mut parts = rest.splitn(3, '/');
-            let (id, day) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
+            let (id, day) =
+                (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
             let segment: Segment = decode(kv.key(), kv.value())?;
             let b = out.entry((id.clone(), day.clone())).or_insert_with(|| BufferState {
                 table: table.to_string(),

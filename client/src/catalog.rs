@@ -263,7 +263,11 @@ impl Catalog {
         for _ in 0..100 {
             let max = self.settings().await?.max_tables;
             let tables = l.tables();
-            let resp = self.client.kv_client().get(tables.as_str(), Some(GetOptions::new().with_prefix().with_count_only())).await?;
+            let resp = self
+                .client
+                .kv_client()
+                .get(tables.as_str(), Some(GetOptions::new().with_prefix().with_count_only()))
+                .await?;
             let rev = resp.header().map_or(0, |h| h.revision());
             let exists_cmp = Compare::create_revision(l.table(name), CompareOp::Equal, 0);
             if resp.count() >= i64::from(max) {
@@ -272,8 +276,8 @@ impl Catalog {
                 }
                 return Err(Error::TableLimit(max));
             }
-            let unchanged =
-                Compare::mod_revision(tables.as_str(), CompareOp::Less, rev + 1).with_range(prefix_end(tables.as_bytes()));
+            let unchanged = Compare::mod_revision(tables.as_str(), CompareOp::Less, rev + 1)
+                .with_range(prefix_end(tables.as_bytes()));
             let txn = Txn::new().when([exists_cmp, unchanged]).and_then([
                 TxnOp::put(l.table(name), encode(&record), None),
                 TxnOp::put(l.config(name), encode(&config), None),
@@ -299,7 +303,9 @@ impl Catalog {
         let mut when = vec![Compare::version(l.table(name), CompareOp::Greater, 0)];
         if !cascade {
             for p in [l.index(name), l.buffers(name)] {
-                when.push(Compare::create_revision(p.as_str(), CompareOp::Equal, 0).with_range(prefix_end(p.as_bytes())));
+                when.push(
+                    Compare::create_revision(p.as_str(), CompareOp::Equal, 0).with_range(prefix_end(p.as_bytes())),
+                );
             }
         }
         let data = l.data(name);
@@ -317,15 +323,19 @@ impl Catalog {
     }
 
     pub async fn exists(&self, name: &str) -> Result<bool> {
-        let resp = self.client.kv_client().get(self.layout.table(name), Some(GetOptions::new().with_count_only())).await?;
+        let resp =
+            self.client.kv_client().get(self.layout.table(name), Some(GetOptions::new().with_count_only())).await?;
         Ok(resp.count() > 0)
     }
 
     /// Table names in order, those matching the glob `pattern` (`*`, `?`) if given.
     pub async fn list_tables(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         let prefix = self.layout.tables();
-        let resp =
-            self.client.kv_client().get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await?;
         Ok(resp
             .kvs()
             .iter()
@@ -402,7 +412,13 @@ impl Catalog {
     }
 
     /// Applies `patch` on top of the current overrides as a new version.
-    pub async fn set_config(&self, name: &str, patch: &ConfigOverrides, by: &str, reason: &str) -> Result<ConfigVersion> {
+    pub async fn set_config(
+        &self,
+        name: &str,
+        patch: &ConfigOverrides,
+        by: &str,
+        reason: &str,
+    ) -> Result<ConfigVersion> {
         self.write_config(name, |cur| Ok(cur.overrides.merged(patch)), by, reason).await
     }
 
@@ -484,8 +500,11 @@ impl Catalog {
             Access::ReadWrite => PermissionType::Readwrite,
         };
         let data = self.layout.data(name);
-        auth.role_grant_permission(role, Permission::new(kind, data.as_str()).with_range_end(prefix_end(data.as_bytes())))
-            .await?;
+        auth.role_grant_permission(
+            role,
+            Permission::new(kind, data.as_str()).with_range_end(prefix_end(data.as_bytes())),
+        )
+        .await?;
         auth.role_grant_permission(role, Permission::read(self.layout.table(name))).await?;
         Ok(())
     }

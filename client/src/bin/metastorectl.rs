@@ -31,7 +31,13 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// gRPC endpoints, comma separated.
-    #[arg(long, global = true, env = "METASTORECTL_ENDPOINTS", default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "METASTORECTL_ENDPOINTS",
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     endpoints: Vec<String>,
     /// username[:password] for authentication.
     #[arg(long, global = true, env = "METASTORECTL_USER")]
@@ -116,12 +122,20 @@ enum TableCmd {
         cascade: bool,
     },
     /// Table names, optionally matching a glob (`*`, `?`).
-    List { pattern: Option<String> },
-    Describe { name: String },
+    List {
+        pattern: Option<String>,
+    },
+    Describe {
+        name: String,
+    },
     #[command(subcommand)]
     Config(ConfigCmd),
     /// Grants ROLE read, write or readwrite access to TABLE's keys (needs the Auth API).
-    Grant { role: String, table: String, access: String },
+    Grant {
+        role: String,
+        table: String,
+        access: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,8 +281,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 fn overrides(pairs: &[String]) -> Result<ConfigOverrides> {
     let mut o = ConfigOverrides::default();
     for p in pairs {
-        let (k, v) =
-            p.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("{p:?} is not KEY=VALUE")))?;
+        let (k, v) = p.split_once('=').ok_or_else(|| Error::InvalidArgument(format!("{p:?} is not KEY=VALUE")))?;
         o.set(k, v)?;
     }
     Ok(o)
@@ -280,13 +293,21 @@ async fn table(catalog: &Catalog, cmd: TableCmd, out: Out) -> Result<()> {
             let created =
                 catalog.create_table(&name, Some(overrides(&set)?), if_not_exists, &audit.by(), &audit.reason).await?;
             out.result(json!({"table": name, "created": created}), || {
-                if created { format!("table {name} created") } else { format!("table {name} exists") }
+                if created {
+                    format!("table {name} created")
+                } else {
+                    format!("table {name} exists")
+                }
             });
         }
         TableCmd::Drop { name, if_exists, cascade } => {
             let dropped = catalog.drop_table(&name, if_exists, cascade).await?;
             out.result(json!({"table": name, "dropped": dropped}), || {
-                if dropped { format!("table {name} dropped") } else { format!("table {name} does not exist") }
+                if dropped {
+                    format!("table {name} dropped")
+                } else {
+                    format!("table {name} does not exist")
+                }
             });
         }
         TableCmd::List { pattern } => {
@@ -305,7 +326,9 @@ async fn table(catalog: &Catalog, cmd: TableCmd, out: Out) -> Result<()> {
         }
         TableCmd::Config(ConfigCmd::Set { name, pairs, audit }) => {
             let v = catalog.set_config(&name, &overrides(&pairs)?, &audit.by(), &audit.reason).await?;
-            out.result(serde_json::to_value(&v).expect("json"), || format!("table {name} config version {}", v.version));
+            out.result(serde_json::to_value(&v).expect("json"), || {
+                format!("table {name} config version {}", v.version)
+            });
         }
         TableCmd::Config(ConfigCmd::History { name }) => {
             let versions = catalog.history(&name).await?;

@@ -145,7 +145,8 @@ async fn observe_loop(client: &Client, prefix: &str, tx: &mpsc::Sender<Result<Le
                 let mut stream = client.watch_client().watch(prefix, Some(opts)).await?;
                 let mut found = None;
                 while let Some(resp) = stream.message().await? {
-                    if let Some(kv) = resp.events().iter().find(|e| e.event_type() == EventType::Put).and_then(|e| e.kv())
+                    if let Some(kv) =
+                        resp.events().iter().find(|e| e.event_type() == EventType::Put).and_then(|e| e.kv())
                     {
                         rev = kv.mod_revision();
                         found = Some(Leader {
@@ -175,7 +176,8 @@ async fn observe_loop(client: &Client, prefix: &str, tx: &mpsc::Sender<Result<Le
             for e in resp.events() {
                 match (e.event_type(), e.kv()) {
                     (EventType::Put, Some(kv)) => {
-                        let l = Leader { key: kv.key().to_vec(), value: kv.value().to_vec(), rev: kv.create_revision() };
+                        let l =
+                            Leader { key: kv.key().to_vec(), value: kv.value().to_vec(), rev: kv.create_revision() };
                         if last.as_ref() != Some(&l) {
                             if tx.send(Ok(l.clone())).await.is_err() {
                                 return Ok(());

@@ -50,8 +50,8 @@ pub use mutex::Mutex;
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
 pub use session::{Session, DEFAULT_TTL};
-pub use stm::{Isolation, Stm, StmTxn};
 pub(crate) use stm::backoff;
+pub use stm::{Isolation, Stm, StmTxn};
 
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp,

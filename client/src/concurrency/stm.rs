@@ -138,9 +138,11 @@ impl StmTxn {
                 let limit = self.snapshot.unwrap_or(0) + 1;
                 self.reads.keys().map(|k| Compare::mod_revision(k.clone(), CompareOp::Less, limit)).collect()
             }
-            Isolation::RepeatableRead => {
-                self.reads.iter().map(|(k, (_, rev))| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev)).collect()
-            }
+            Isolation::RepeatableRead => self
+                .reads
+                .iter()
+                .map(|(k, (_, rev))| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
+                .collect(),
         };
         let ops: Vec<TxnOp> = self
             .writes
