@@ -1,5 +1,6 @@
-//! Process-test harness: starts the real `metastore` binary on ephemeral loopback ports in a
-//! temporary data dir, polls its health until it serves, and kills it (by PID) when dropped.
+//! Process-test harness: starts the real `metastore` binary (or, to run the same test against the
+//! reference, etcd 3.4.23's) on ephemeral loopback ports in a temporary data dir, polls its health
+//! until it serves, and kills it (by PID) when dropped.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -9,9 +10,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_metastore");
+/// Real etcd 3.4.23 (Debian's etcd-server), which takes the same flags.
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
 
-/// What a member logs when a port it was given has been taken meanwhile.
-const PORT_TAKEN: &str = "Address already in use";
+/// What a member logs (lowercased) when a port it was given has been taken meanwhile.
+const PORT_TAKEN: &str = "address already in use";
 
 /// Reserves a free loopback port by binding port 0 and releasing it.
 pub fn free_port() -> u16 {
@@ -19,6 +22,8 @@ pub fn free_port() -> u16 {
 }
 
 pub struct Member {
+    /// The server binary: [`BIN`] or [`ETCD_BIN`].
+    pub bin: &'static str,
     pub child: Option<Child>,
     pub client_url: String,
     pub peer_url: String,
@@ -34,22 +39,32 @@ impl Member {
     /// binding port 0 and releasing it, so another process may grab one first: a start that fails
     /// with "Address already in use" is retried on fresh ports (at most three times).
     pub fn start(extra: &[&str]) -> Member {
-        Self::start_with_env(extra, &[])
+        Self::start_bin(BIN, extra, &[])
     }
 
     /// [`Member::start`] with environment variables for the process.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Member {
+        Self::start_bin(BIN, extra, env)
+    }
+
+    /// [`Member::start`] with real etcd instead of metastore.
+    pub fn start_etcd(extra: &[&str]) -> Member {
+        Self::start_bin(ETCD_BIN, extra, &[])
+    }
+
+    fn start_bin(bin: &'static str, extra: &[&str], env: &[(&str, &str)]) -> Member {
         for _ in 0..3 {
             let tmp = tempfile::tempdir().expect("tempdir");
             let data_dir = tmp.path().join("data");
             let mut m = Self::configure(&data_dir, extra);
+            m.bin = bin;
             m.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             m._tmp = Some(tmp);
             m.spawn_nowait();
             match m.try_wait_ready() {
                 Ok(()) => return m,
-                Err(log) if log.contains(PORT_TAKEN) => continue,
-                Err(log) => panic!("metastore did not start; log:\n{log}"),
+                Err(log) if log.to_lowercase().contains(PORT_TAKEN) => continue,
+                Err(log) => panic!("{bin} did not start; log:\n{log}"),
             }
         }
         panic!("no free ports after three attempts");
@@ -76,6 +91,7 @@ impl Member {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Member {
+            bin: BIN,
             child: None,
             client_url,
             peer_url,
@@ -95,13 +111,13 @@ impl Member {
     /// Starts the process without waiting (members of a cluster wait for each other).
     pub fn spawn_nowait(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let child = Command::new(BIN)
+        let child = Command::new(self.bin)
             .args(&self.args)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn metastore");
+            .expect("spawn the server");
         self.child = Some(child);
     }
 
@@ -286,7 +302,7 @@ impl Cluster {
         for (i, m) in members.iter_mut().enumerate() {
             match m.try_wait_ready() {
                 Ok(()) => {}
-                Err(log) if log.contains(PORT_TAKEN) => return None, // dropping `members` kills them
+                Err(log) if log.to_lowercase().contains(PORT_TAKEN) => return None, // dropping `members` kills them
                 Err(log) => panic!("member m{i} did not start; log:\n{log}"),
             }
         }
@@ -344,7 +360,7 @@ impl Member {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Member { child: None, client_url, peer_url, data_dir: data, args, env: Vec::new(), _tmp: None }
+        Member { bin: BIN, child: None, client_url, peer_url, data_dir: data, args, env: Vec::new(), _tmp: None }
     }
 }
 
