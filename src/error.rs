@@ -71,6 +71,8 @@ pub enum Error {
     Unimplemented(String),
 
     // --- cluster conditions (transient) ---
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     #[error("etcdserver: no leader")]
     NoLeader,
     #[error("etcdserver: leader changed")]
@@ -114,6 +116,7 @@ impl Error {
             self,
             Error::Storage(_)
                 | Error::Internal(_)
+                | Error::TooManyRequests
                 | Error::NoLeader
                 | Error::LeaderChanged
                 | Error::Timeout

@@ -14,7 +14,7 @@ use metastore::proto::metastorepb::ClusterRequest;
 use metastore::server::membership::from_record;
 use metastore::server::{Member, Start};
 use metastore::storage::schema::{decode_u64, META_CLUSTER_ID, META_MEMBER_ID};
-use metastore::storage::{Engine, Table, WriteBatch};
+use metastore::storage::{Engine, Table};
 use metastore::tls::{self, PeerTls};
 
 pub struct Identity {
@@ -31,12 +31,12 @@ pub async fn resolve(cfg: &Config, engine: &dyn Engine, tls: Option<&PeerTls>) -
         tracing::info!(member = %format!("{member_id:x}"), cluster = %format!("{cluster_id:x}"), "restarting from the data dir");
         return Ok(Identity { member_id, cluster_id, start: Start::Join, known_peers: cfg.initial_members() });
     }
-    let identity = if cfg.initial_cluster_state == "existing" { join(cfg, tls).await? } else { new_cluster(cfg, tls)? };
-    let mut batch = WriteBatch::new();
-    batch.put(Table::Meta, META_MEMBER_ID, identity.member_id.to_be_bytes());
-    batch.put(Table::Meta, META_CLUSTER_ID, identity.cluster_id.to_be_bytes());
-    engine.write(batch, true).map_err(|e| e.to_string())?;
-    Ok(identity)
+    // The ids are written by the server together with the bootstrapped raft log, in one batch.
+    if cfg.initial_cluster_state == "existing" {
+        join(cfg, tls).await
+    } else {
+        new_cluster(cfg, tls)
+    }
 }
 
 fn new_cluster(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> {

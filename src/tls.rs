@@ -87,10 +87,21 @@ impl PeerTls {
 }
 
 /// Connects to a peer URL, over TLS when it is `https://`.
+/// A peer endpoint with a connect timeout and HTTP/2 keep-alives, so a dead or partitioned peer
+/// is noticed in seconds instead of at the operating system's TCP timeouts.
+fn peer_endpoint(url: String) -> std::result::Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url)?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+        .keep_alive_timeout(std::time::Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true))
+}
+
 pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Internal(format!("connect to {url}: {e}"));
     let Some(rest) = url.strip_prefix("https://") else {
-        return Endpoint::from_shared(url.to_string())
+        return peer_endpoint(url.to_string())
             .map_err(|e| unreachable(&e))?
             .connect()
             .await
@@ -98,7 +109,7 @@ pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
     };
     let tls = tls.ok_or_else(|| Error::InvalidArgument(format!("{url}: https peer URL without peer TLS flags")))?;
     let config = Arc::new(tls.client_config()?);
-    let endpoint = Endpoint::from_shared(format!("http://{rest}")).map_err(|e| unreachable(&e))?;
+    let endpoint = peer_endpoint(format!("http://{rest}")).map_err(|e| unreachable(&e))?;
     let connector = tower::service_fn(move |uri: http::Uri| {
         let config = config.clone();
         async move {

@@ -7,8 +7,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 
-use super::maintenance::ETCD_VERSION;
-use crate::server::Server;
+use crate::server::{Server, ETCD_VERSION};
 
 pub fn router(server: Arc<Server>) -> Router {
     Router::new()
@@ -19,7 +18,7 @@ pub fn router(server: Arc<Server>) -> Router {
 }
 
 async fn health(State(server): State<Arc<Server>>) -> (http::StatusCode, &'static str) {
-    let ok = server.raft_status().leader_id != 0;
+    let ok = server.status().leader_id != 0;
     if ok {
         (http::StatusCode::OK, "{\"health\":\"true\"}")
     } else {
@@ -32,15 +31,15 @@ async fn version() -> String {
 }
 
 async fn metrics(State(server): State<Arc<Server>>) -> String {
-    let raft = server.raft_status();
+    let status = server.status();
     let lines = [
-        ("etcd_server_has_leader", "gauge", (raft.leader_id != 0) as u64),
-        ("etcd_server_is_leader", "gauge", (raft.leader_id == raft.id) as u64),
-        ("etcd_server_proposals_committed_total", "gauge", raft.commit),
-        ("etcd_server_proposals_applied_total", "gauge", raft.applied),
-        ("etcd_debugging_mvcc_current_revision", "gauge", server.revision() as u64),
-        ("etcd_mvcc_db_total_size_in_bytes", "gauge", server.engine().size_bytes()),
-        ("etcd_server_leader_changes_seen_total", "counter", raft.term),
+        ("etcd_server_has_leader", "gauge", (status.leader_id != 0) as u64),
+        ("etcd_server_is_leader", "gauge", status.is_leader as u64),
+        ("etcd_server_proposals_committed_total", "gauge", status.commit),
+        ("etcd_server_proposals_applied_total", "gauge", status.applied),
+        ("etcd_debugging_mvcc_current_revision", "gauge", status.revision as u64),
+        ("etcd_mvcc_db_total_size_in_bytes", "gauge", status.db_size),
+        ("etcd_server_leader_changes_seen_total", "counter", status.term),
     ];
     let mut out = String::new();
     for (name, kind, value) in lines {

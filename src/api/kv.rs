@@ -1,14 +1,16 @@
-//! `etcdserverpb.KV`: validate, call the server, fill the header.
+//! `etcdserverpb.KV`: build the request context, call the server (which validates, runs the
+//! request and completes the header), map errors.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::context;
 use super::status::to_status;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::server::Server;
 
@@ -16,43 +18,30 @@ pub struct KvService {
     pub server: Arc<Server>,
 }
 
-impl KvService {
-    /// Fills cluster, member and term into a header whose revision the server chose.
-    fn fill(&self, header: &mut Option<ResponseHeader>) {
-        let revision = header.as_ref().map(|h| h.revision).unwrap_or_else(|| self.server.revision());
-        *header = Some(self.server.header(revision));
-    }
-}
-
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let mut resp = self.server.range(req.get_ref()).await.map_err(to_status)?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.range(&ctx, req.get_ref()).await.map(Response::new).map_err(to_status)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let mut resp = self.server.put(req.into_inner()).await.map_err(to_status)?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.put(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let mut resp = self.server.delete_range(req.into_inner()).await.map_err(to_status)?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.delete_range(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let mut resp = self.server.txn(req.into_inner()).await.map_err(to_status)?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.txn(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let mut resp = self.server.compact(req.into_inner()).await.map_err(to_status)?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.compact(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 }

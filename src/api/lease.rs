@@ -1,6 +1,5 @@
-//! `etcdserverpb.Lease`: grant, revoke, keep-alive (a bidirectional stream), time-to-live and
-//! the lease list, answered as etcd answers them (an unknown lease in time-to-live is TTL -1, in
-//! a keep-alive TTL 0 — not errors).
+//! `etcdserverpb.Lease`: grant, revoke, keep-alive (a bidirectional stream), time-to-live and the
+//! lease list. Thin: the server answers each request completely (headers included), as etcd does.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,13 +9,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::context;
 use super::status::to_status;
-use crate::error::Error;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::server::Server;
 
@@ -29,41 +27,33 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let mut resp = self.server.lease_grant(req.into_inner()).await.map_err(to_status)?;
-        resp.header = Some(self.server.header(self.server.revision()));
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.lease_grant(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let mut resp = self.server.lease_revoke(req.into_inner()).await.map_err(to_status)?;
-        let revision = resp.header.map(|h| h.revision).unwrap_or_else(|| self.server.revision());
-        resp.header = Some(self.server.header(revision));
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.lease_revoke(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
 
+    /// Keep-alives are answered in order; an error (no leader within the request timeout) ends
+    /// the stream, as in etcd, and the client opens a new one.
     async fn lease_keep_alive(
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let ctx = context(&req);
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let server = self.server.clone();
         tokio::spawn(async move {
             while let Some(Ok(req)) = incoming.next().await {
-                let ttl = match server.lease_renew(req.id).await {
-                    Ok(ttl) => ttl,
-                    Err(Error::LeaseNotFound) => 0,
-                    Err(e) => {
-                        // The client sees the error and may retry on another stream.
-                        let _closed = tx.send(Err(to_status(e))).await;
-                        return;
-                    }
-                };
-                let resp = LeaseKeepAliveResponse { header: Some(server.header(server.revision())), id: req.id, ttl };
-                if tx.send(Ok(resp)).await.is_err() {
-                    return; // client went away
+                let answer = server.lease_keep_alive(&ctx, req.id).await.map_err(to_status);
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return; // the client went away, or saw the error
                 }
             }
         });
@@ -74,25 +64,12 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let r = req.into_inner();
-        let status = self.server.lease_time_to_live(r.id).await.map_err(to_status)?;
-        let header = Some(self.server.header(self.server.revision()));
-        let resp = match status {
-            Some(s) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: s.remaining,
-                granted_ttl: s.granted,
-                keys: if r.keys { s.keys } else { Vec::new() },
-            },
-            None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
-        };
-        Ok(Response::new(resp))
+        let ctx = context(&req);
+        self.server.lease_time_to_live_response(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let ids = self.server.lease_leases().await.map_err(to_status)?;
-        let leases = ids.into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: Some(self.server.header(self.server.revision())), leases }))
+    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let ctx = context(&req);
+        self.server.lease_leases(&ctx).await.map(Response::new).map_err(to_status)
     }
 }

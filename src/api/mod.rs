@@ -28,7 +28,12 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
-use crate::server::Server;
+use crate::server::{RequestContext, Server};
+
+/// The request context of a client call: who is calling and from where.
+pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
+    RequestContext::client(req.remote_addr())
+}
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;

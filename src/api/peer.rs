@@ -9,12 +9,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::to_status;
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::MemberPromoteRequest;
 use crate::proto::metastorepb::peer_server::{Peer, PeerServer};
 use crate::proto::metastorepb::{
     ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveAnswer, MemberRecord,
     PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
 };
-use crate::server::Server;
+use crate::server::{RequestContext, Server};
 use crate::tls::PeerTls;
 
 pub struct PeerService {
@@ -52,7 +53,8 @@ impl Peer for PeerService {
     }
 
     async fn promote(&self, req: Request<PromoteRequest>) -> Result<Response<PromoteResponse>, Status> {
-        self.server.member_promote(req.into_inner().id).await.map_err(to_status)?;
+        let ctx = RequestContext::peer(req.remote_addr());
+        self.server.member_promote(&ctx, MemberPromoteRequest { id: req.into_inner().id }).await.map_err(to_status)?;
         Ok(Response::new(PromoteResponse {}))
     }
 

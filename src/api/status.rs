@@ -28,7 +28,7 @@ pub fn to_status(e: Error) -> Status {
         Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::LeaseNotFound => Code::NotFound,
         Error::LeaseExists => Code::FailedPrecondition,
-        Error::NoSpace => Code::ResourceExhausted,
+        Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
         Error::Unimplemented(_) => Code::Unimplemented,
         Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
         Error::Storage(_) | Error::Internal(_) => Code::Internal,
@@ -56,6 +56,7 @@ mod tests {
             (Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (Error::Timeout, Code::Unavailable, "etcdserver: request timed out"),
             (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (Error::TooManyRequests, Code::ResourceExhausted, "etcdserver: too many requests"),
         ];
         for (err, code, msg) in cases {
             let s = to_status(err);

@@ -1,41 +1,17 @@
-//! `etcdserverpb.Watch`: one bidirectional stream carrying many watches.
-//!
-//! ```text
-//!  client ─WatchRequest─► recv loop ──create/cancel/progress──► WatchHub
-//!                             │ Created / Canceled                  │ Delivery (bounded channel)
-//!                             └──────────────► one channel ◄────────┘
-//!                                                  │ send loop: header, prev_kv, fragments
-//!  client ◄────────────── WatchResponse ───────────┘
-//! ```
-//!
-//! Control answers travel on the same channel as deliveries, so a `created` response always
-//! precedes the watch's first events. Watch ids are chosen by the client or, when 0, assigned as
-//! etcd does (the lowest unused id counting from 0).
+//! `etcdserverpb.Watch`: one bidirectional stream carrying many watches. Thin: the server's
+//! [`WatchSession`](crate::server::WatchSession) handles each request and produces every response.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use prost::Message;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::mvcc::watch::{Delivery, WatchSpec};
-use crate::mvcc::{KeyRange, RangeOptions};
-use crate::proto::etcdserverpb::watch_create_request::FilterType;
-use crate::proto::etcdserverpb::watch_request::RequestUnion;
+use super::context;
 use crate::proto::etcdserverpb::watch_server::Watch;
-use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use crate::proto::mvccpb::Event;
+use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
 use crate::server::Server;
-
-/// Deliveries buffered per stream before its watchers fall behind and catch up from history.
-const STREAM_BUFFER: usize = 128;
-
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
 pub struct WatchService {
     pub server: Arc<Server>,
@@ -43,14 +19,6 @@ pub struct WatchService {
     pub max_response_bytes: usize,
 }
 
-/// Per-watch options the send loop needs.
-#[derive(Clone, Copy, Default)]
-struct Options {
-    prev_kv: bool,
-    fragment: bool,
-}
-
-type Shared = Arc<Mutex<HashMap<i64, Options>>>;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -58,184 +26,15 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        let stream = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let (out_tx, out_rx) = mpsc::channel(16);
-        let options: Shared = Arc::default();
-        tokio::spawn(recv_loop(self.server.clone(), stream, req.into_inner(), tx, options.clone()));
-        tokio::spawn(send_loop(self.server.clone(), rx, out_tx, options, self.max_response_bytes));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
-    }
-}
-
-async fn recv_loop(
-    server: Arc<Server>,
-    stream: u64,
-    mut incoming: Streaming<WatchRequest>,
-    tx: mpsc::Sender<Delivery>,
-    options: Shared,
-) {
-    let hub = server.watch_hub().clone();
-    let mut next_auto_id = 0i64;
-    while let Some(Ok(req)) = incoming.next().await {
-        let revision = server.revision();
-        let answer = match req.request_union {
-            Some(RequestUnion::CreateRequest(c)) => {
-                let watch_id = if c.watch_id != 0 {
-                    c.watch_id
-                } else {
-                    let used = options.lock().expect("watch options lock");
-                    while used.contains_key(&next_auto_id) {
-                        next_auto_id += 1;
-                    }
-                    next_auto_id
-                };
-                // Room for the created answer, which the hub sends while it registers the watch,
-                // so the answer precedes the watch's events and names the revision it starts after.
-                let Ok(created) = tx.clone().reserve_owned().await else { break };
-                let opts = Options { prev_kv: c.prev_kv, fragment: c.fragment };
-                let fresh = options.lock().expect("watch options lock").insert(watch_id, opts).is_none();
-                if fresh && hub.watch(spec(stream, watch_id, &c), tx.clone(), created) {
-                    continue;
+        let (mut session, responses) = self.server.open_watch(&context(&req), self.max_response_bytes);
+        let mut incoming = req.into_inner();
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = incoming.next().await {
+                if !session.handle(req).await {
+                    break;
                 }
-                let reason = "mvcc: duplicate watch ID provided on the WatchStream".to_string();
-                Some(Delivery::Canceled { watch_id: -1, revision, reason })
             }
-            Some(RequestUnion::CancelRequest(c)) => {
-                let cancelled = hub.cancel(stream, c.watch_id);
-                options.lock().expect("watch options lock").remove(&c.watch_id);
-                cancelled.then(|| Delivery::Canceled { watch_id: c.watch_id, revision, reason: String::new() })
-            }
-            Some(RequestUnion::ProgressRequest(_)) => {
-                hub.request_progress(stream, tx.clone());
-                None
-            }
-            None => None,
-        };
-        if let Some(d) = answer {
-            if tx.send(d).await.is_err() {
-                break;
-            }
-        }
-    }
-    hub.close_stream(stream);
-}
-
-fn spec(stream: u64, watch_id: i64, c: &WatchCreateRequest) -> WatchSpec {
-    // etcd: an empty key means "\0", the smallest key.
-    let key = if c.key.is_empty() { vec![0] } else { c.key.clone() };
-    WatchSpec {
-        stream,
-        watch_id,
-        range: KeyRange::new(&key, &c.range_end),
-        start_rev: c.start_revision,
-        no_put: c.filters.contains(&(FilterType::Noput as i32)),
-        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
-        progress_notify: c.progress_notify,
-    }
-}
-
-async fn send_loop(
-    server: Arc<Server>,
-    mut rx: mpsc::Receiver<Delivery>,
-    out: mpsc::Sender<Result<WatchResponse, Status>>,
-    options: Shared,
-    max_bytes: usize,
-) {
-    while let Some(d) = rx.recv().await {
-        for resp in responses(&server, d, &options, max_bytes) {
-            if out.send(Ok(resp)).await.is_err() {
-                return; // client went away; the recv loop closes the stream's watches
-            }
-        }
-    }
-}
-
-fn responses(server: &Server, d: Delivery, options: &Shared, max_bytes: usize) -> Vec<WatchResponse> {
-    let base = |watch_id: i64, revision: i64| WatchResponse {
-        header: Some(server.header(revision)),
-        watch_id,
-        ..Default::default()
-    };
-    match d {
-        Delivery::Created { watch_id, revision } => vec![WatchResponse { created: true, ..base(watch_id, revision) }],
-        Delivery::Canceled { watch_id, revision, reason } => {
-            let created = watch_id == -1;
-            vec![WatchResponse { created, canceled: true, cancel_reason: reason, ..base(watch_id, revision) }]
-        }
-        Delivery::Progress { watch_id, revision } => vec![base(watch_id, revision)],
-        Delivery::Compacted { watch_id, compact_revision } => {
-            options.lock().expect("watch options lock").remove(&watch_id);
-            // etcd leaves the header revision of this response at 0.
-            vec![WatchResponse { compact_revision, canceled: true, ..base(watch_id, 0) }]
-        }
-        Delivery::Events { watch_id, revision, mut events } => {
-            let opts = options.lock().expect("watch options lock").get(&watch_id).copied().unwrap_or_default();
-            if opts.prev_kv {
-                fill_prev_kv(server, &mut events);
-            }
-            let resp = WatchResponse { events, ..base(watch_id, revision) };
-            if opts.fragment && resp.encoded_len() > max_bytes {
-                fragment(resp, max_bytes)
-            } else {
-                vec![resp]
-            }
-        }
-    }
-}
-
-/// etcd reads the previous version of each key at `mod_revision - 1`; a compacted one is omitted.
-fn fill_prev_kv(server: &Server, events: &mut [Event]) {
-    let view = server.read();
-    for ev in events {
-        let Some(kv) = &ev.kv else { continue };
-        let opts = RangeOptions { rev: kv.mod_revision - 1, ..Default::default() };
-        if let Ok(res) = view.range(&KeyRange::Single(kv.key.clone()), opts) {
-            ev.prev_kv = res.kvs.into_iter().next();
-        }
-    }
-}
-
-/// Splits a response into pieces under `max_bytes`; all but the last carry `fragment`.
-fn fragment(resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
-    let WatchResponse { header, watch_id, events, .. } = resp;
-    let mut pieces: Vec<WatchResponse> = Vec::new();
-    let mut current = WatchResponse { header, watch_id, ..Default::default() };
-    for ev in events {
-        if !current.events.is_empty() && current.encoded_len() + ev.encoded_len() + 8 > max_bytes {
-            let next = WatchResponse { header, watch_id, ..Default::default() };
-            pieces.push(std::mem::replace(&mut current, next));
-        }
-        current.events.push(ev);
-    }
-    pieces.push(current);
-    let last = pieces.len() - 1;
-    for p in &mut pieces[..last] {
-        p.fragment = true;
-    }
-    pieces
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::mvccpb::KeyValue;
-
-    #[test]
-    fn fragments_stay_under_the_limit_and_keep_every_event() {
-        let events: Vec<Event> = (0..50)
-            .map(|i| Event {
-                kv: Some(KeyValue { key: format!("k{i}").into_bytes(), value: vec![b'x'; 100], ..Default::default() }),
-                ..Default::default()
-            })
-            .collect();
-        let resp = WatchResponse { watch_id: 3, events: events.clone(), ..Default::default() };
-        let pieces = fragment(resp, 1000);
-        assert!(pieces.len() > 1);
-        assert!(pieces.iter().all(|p| p.encoded_len() <= 1000));
-        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.fragment));
-        assert!(!pieces.last().unwrap().fragment);
-        let joined: Vec<Event> = pieces.into_iter().flat_map(|p| p.events).collect();
-        assert_eq!(joined, events);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(responses).map(Ok))))
     }
 }

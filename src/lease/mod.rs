@@ -43,6 +43,9 @@ struct Lease {
     /// never checkpointed. A new leader resumes from it, so no clock difference between members
     /// expires a lease early.
     remaining_ms: i64,
+    /// The member that took the last checkpoint. When that member is promoted again (a restart
+    /// of a single member, say), its own clock reads the deadline, so time spent down counts.
+    checkpointed_by: u64,
     /// Live expiry, tracked only while this member is the primary (leader).
     expiry: Option<Instant>,
 }
@@ -105,18 +108,10 @@ impl Lessor {
     }
 
     /// Replaces every lease with the engine's (after a snapshot was installed). Attachments are
-    /// rebuilt by the caller; a primary keeps tracking expiry from the loaded deadlines.
+    /// rebuilt by the caller. The lessor comes back as a non-primary; a leader promotes it again
+    /// (its primary loop follows leadership), resuming from the loaded checkpoints.
     pub fn reload(&self, engine: &dyn Engine) -> Result<()> {
-        let fresh = load(engine)?;
-        let primary = {
-            let mut st = self.lock();
-            let primary = st.primary;
-            *st = fresh;
-            primary
-        };
-        if primary {
-            self.promote(Duration::ZERO);
-        }
+        *self.lock() = load(engine)?;
         Ok(())
     }
 
@@ -148,7 +143,7 @@ impl Lessor {
         }
         let ttl = ttl.max(self.min_ttl);
         let expiry = st.primary.then(|| Instant::now() + Duration::from_secs(ttl as u64));
-        let lease = Lease { ttl, keys: BTreeSet::new(), deadline_ms: 0, remaining_ms: 0, expiry };
+        let lease = Lease { ttl, keys: BTreeSet::new(), deadline_ms: 0, remaining_ms: 0, checkpointed_by: 0, expiry };
         put_record(batch, id, &lease);
         st.leases.insert(id, lease);
         Ok(ttl)
@@ -189,13 +184,14 @@ impl Lessor {
 
     /// Applies checkpoints proposed by the leader. A checkpoint never pulls a deadline back: a
     /// keep-alive the primary handled after proposing it keeps its later expiry.
-    pub fn checkpoint(&self, batch: &mut WriteBatch, checkpoints: &[Checkpoint]) {
+    pub fn checkpoint(&self, batch: &mut WriteBatch, proposer: u64, checkpoints: &[Checkpoint]) {
         let mut st = self.lock();
         let primary = st.primary;
         for c in checkpoints {
             if let Some(l) = st.leases.get_mut(&c.id) {
                 l.deadline_ms = l.deadline_ms.max(c.deadline_ms);
                 l.remaining_ms = c.remaining_ms;
+                l.checkpointed_by = proposer;
                 if primary {
                     l.expiry = l.expiry.max(Some(instant_of(c.deadline_ms)));
                 }
@@ -206,23 +202,27 @@ impl Lessor {
 
     // --- primary (leader-only) state ---
 
-    /// This member became leader: start tracking expiry from the checkpointed remaining TTLs (a
-    /// full TTL for leases never checkpointed), each extended by `extend` — etcd extends by an
-    /// election timeout, the time clients may have needed to find the new leader.
-    pub fn promote(&self, extend: Duration) {
+    /// Member `me` became leader: start tracking expiry from the last checkpoints — its own
+    /// wall-clock deadline where `me` took the checkpoint (downtime counts), else the remaining TTL
+    /// (no clock difference between members expires a lease early), a full TTL for leases never
+    /// checkpointed — each extended by `extend`: etcd extends by an election timeout, the time
+    /// clients may have needed to find the new leader.
+    pub fn promote(&self, me: u64, extend: Duration) {
         let mut st = self.lock();
         if st.primary {
             return;
         }
         st.primary = true;
-        let now = Instant::now() + extend;
+        let now = Instant::now();
         for l in st.leases.values_mut() {
-            let remaining = if l.remaining_ms > 0 {
-                Duration::from_millis(l.remaining_ms as u64)
+            let base = if l.checkpointed_by == me && l.deadline_ms > 0 {
+                instant_of(l.deadline_ms)
+            } else if l.remaining_ms > 0 {
+                now + Duration::from_millis(l.remaining_ms as u64)
             } else {
-                Duration::from_secs(l.ttl as u64)
+                now + Duration::from_secs(l.ttl as u64)
             };
-            l.expiry = Some(now + remaining);
+            l.expiry = Some(base + extend);
         }
     }
 
@@ -308,6 +308,7 @@ fn load(engine: &dyn Engine) -> Result<State> {
             keys: BTreeSet::new(),
             deadline_ms: r.deadline_unix_ms,
             remaining_ms: r.remaining_ms,
+            checkpointed_by: r.checkpointed_by,
             expiry: None,
         };
         state.leases.insert(r.id, lease);
@@ -316,7 +317,13 @@ fn load(engine: &dyn Engine) -> Result<State> {
 }
 
 fn put_record(batch: &mut WriteBatch, id: i64, l: &Lease) {
-    let record = LeaseRecord { id, ttl: l.ttl, deadline_unix_ms: l.deadline_ms, remaining_ms: l.remaining_ms };
+    let record = LeaseRecord {
+        id,
+        ttl: l.ttl,
+        deadline_unix_ms: l.deadline_ms,
+        remaining_ms: l.remaining_ms,
+        checkpointed_by: l.checkpointed_by,
+    };
     batch.put(Table::Lease, u64_key(id as u64).to_vec(), record.encode_to_vec());
 }
 
@@ -355,14 +362,14 @@ mod tests {
         lessor.grant(&mut batch, 1, 100).unwrap();
         assert_eq!(lessor.renew(1), Err(Error::NoLeader));
         assert!(lessor.due_checkpoints(10).is_empty());
-        lessor.promote(Duration::ZERO);
+        lessor.promote(1, Duration::ZERO);
         assert_eq!(lessor.renew(1), Ok(100));
         let due = lessor.due_checkpoints(10);
         assert_eq!(due.len(), 1);
-        lessor.checkpoint(&mut batch, &due);
+        lessor.checkpoint(&mut batch, 1, &due);
         assert!(lessor.due_checkpoints(10).is_empty(), "checkpointed deadlines are not proposed again");
         // A checkpoint never pulls the primary's expiry back (it may predate a keep-alive).
-        lessor.checkpoint(&mut batch, &[Checkpoint { id: 1, deadline_ms: now_ms() - 1000, remaining_ms: 1 }]);
+        lessor.checkpoint(&mut batch, 1, &[Checkpoint { id: 1, deadline_ms: now_ms() - 1000, remaining_ms: 1 }]);
         assert!(lessor.expired(10).is_empty());
         assert_eq!(lessor.renew(1), Ok(100));
         lessor.demote();
@@ -370,17 +377,28 @@ mod tests {
     }
 
     #[test]
-    fn restart_resumes_from_the_checkpointed_remaining_ttl() {
+    fn promotion_resumes_from_the_last_checkpoint() {
         let engine = MemoryEngine::new();
         let lessor = Lessor::open(&engine, 1).unwrap();
         let mut batch = WriteBatch::new();
         lessor.grant(&mut batch, 3, 30).unwrap();
-        lessor.checkpoint(&mut batch, &[Checkpoint { id: 3, deadline_ms: now_ms() + 20_000, remaining_ms: 20_000 }]);
+        // Taken by another member whose clock read 25 s left: its wall-clock deadline (20 s
+        // by this clock) is not trusted, its remaining TTL is.
+        lessor.checkpoint(&mut batch, 2, &[Checkpoint { id: 3, deadline_ms: now_ms() + 20_000, remaining_ms: 25_000 }]);
         engine.write(batch, false).unwrap();
         let reloaded = Lessor::open(&engine, 1).unwrap();
-        reloaded.promote(Duration::ZERO);
+        reloaded.promote(1, Duration::ZERO);
         let ttl = reloaded.time_to_live(3).unwrap();
-        assert!((18..=20).contains(&ttl.remaining), "remaining {}", ttl.remaining);
+        assert!((23..=25).contains(&ttl.remaining), "remaining {}", ttl.remaining);
+        // The member that took a checkpoint reads its own deadline: time spent down counts.
+        let mut batch = WriteBatch::new();
+        reloaded.grant(&mut batch, 5, 30).unwrap();
+        reloaded.checkpoint(&mut batch, 1, &[Checkpoint { id: 5, deadline_ms: now_ms() + 10_000, remaining_ms: 1 }]);
+        engine.write(batch, false).unwrap();
+        let restarted = Lessor::open(&engine, 1).unwrap();
+        restarted.promote(1, Duration::ZERO);
+        let ttl = restarted.time_to_live(5).unwrap();
+        assert!((8..=10).contains(&ttl.remaining), "remaining {}", ttl.remaining);
         assert_eq!(ttl.granted, 30);
     }
 
@@ -392,8 +410,8 @@ mod tests {
         let lessor = Lessor::open(&engine, 1).unwrap();
         let mut batch = WriteBatch::new();
         lessor.grant(&mut batch, 4, 5).unwrap();
-        lessor.checkpoint(&mut batch, &[Checkpoint { id: 4, deadline_ms: now_ms() - 60_000, remaining_ms: 4_000 }]);
-        lessor.promote(Duration::from_secs(1));
+        lessor.checkpoint(&mut batch, 2, &[Checkpoint { id: 4, deadline_ms: now_ms() - 60_000, remaining_ms: 4_000 }]);
+        lessor.promote(1, Duration::from_secs(1));
         assert!(lessor.expired(10).is_empty());
         let ttl = lessor.time_to_live(4).unwrap();
         assert!((4..=5).contains(&ttl.remaining), "remaining {}", ttl.remaining);

@@ -41,10 +41,15 @@ impl LogStore {
     }
 
     /// Bootstraps a log: `voters` as the configuration, and `entries` (the initial members'
-    /// configuration changes, term 1) already committed — or nothing at all for a joining member.
-    pub fn bootstrap(engine: Arc<dyn Engine>, voters: Vec<u64>, entries: Vec<Entry>) -> Result<Self> {
+    /// configuration changes, term 1) already committed — or nothing at all for a joining member
+    /// — in one synced write with the caller's `batch`.
+    pub fn bootstrap(
+        engine: Arc<dyn Engine>,
+        voters: Vec<u64>,
+        entries: Vec<Entry>,
+        mut batch: WriteBatch,
+    ) -> Result<Self> {
         let cs = ConfState { voters, ..Default::default() };
-        let mut batch = WriteBatch::new();
         if let Some(last) = entries.last() {
             let hs = HardState { term: last.term, commit: last.index, ..Default::default() };
             batch.put(Table::RaftState, RAFT_HARD_STATE, encode(&hs));
@@ -294,7 +299,7 @@ mod tests {
         for budget in 0..3 {
             let engine = Arc::new(Crashing { inner: MemoryEngine::new(), budget: AtomicUsize::new(usize::MAX) });
             let entries: Vec<Entry> = (1..=3).map(|i| Entry { index: i, term: 1, ..Default::default() }).collect();
-            let store = LogStore::bootstrap(engine.clone(), vec![1], entries).unwrap();
+            let store = LogStore::bootstrap(engine.clone(), vec![1], entries, WriteBatch::new()).unwrap();
             engine.budget.store(budget, Ordering::SeqCst);
             let mut snap = Snapshot::default();
             snap.mut_metadata().index = index;

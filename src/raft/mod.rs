@@ -55,7 +55,7 @@ pub enum Committed {
     /// A proposed command; empty `data` is raft's own no-op entry of a new leader.
     Command { index: u64, term: u64, data: Vec<u8> },
     /// A configuration change, already in effect in raft. `context` is what the proposer attached.
-    Membership { index: u64, term: u64, change: MemberChange, context: Vec<u8>, voters: Vec<u64>, learners: Vec<u64> },
+    Membership { index: u64, term: u64, change: MemberChange, context: Vec<u8> },
 }
 
 impl Committed {
@@ -224,10 +224,13 @@ pub enum Bootstrap {
 }
 
 /// Opens (or bootstraps, when the engine holds no log) the raft log and starts the node thread.
+/// `identity` (the member's own records) is written in the same synced batch as a bootstrapped
+/// log, so a crash never leaves a member that knows who it is but has no log, or the reverse.
 pub fn start<S: StateMachine>(
     engine: Arc<dyn Engine>,
     cfg: NodeConfig,
     bootstrap: Bootstrap,
+    identity: WriteBatch,
     sm: S,
     snapshots: Arc<dyn SnapshotSource>,
     peers: Arc<PeerBook>,
@@ -243,9 +246,9 @@ pub fn start<S: StateMachine>(
                     .enumerate()
                     .map(|(i, (id, context))| conf_entry(i as u64 + 1, id, context))
                     .collect::<Result<Vec<_>>>()?;
-                LogStore::bootstrap(engine, voters, entries)?
+                LogStore::bootstrap(engine, voters, entries, identity)?
             }
-            Bootstrap::Join => LogStore::bootstrap(engine, Vec::new(), Vec::new())?,
+            Bootstrap::Join => LogStore::bootstrap(engine, Vec::new(), Vec::new(), identity)?,
         }
     };
     store.set_snapshot_source(snapshots);

@@ -79,6 +79,9 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             applied: cfg.applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            // etcd's bounds: the uncommitted tail a leader accepts, and what one Ready applies.
+            max_uncommitted_size: 1 << 30,
+            max_committed_size_per_ready: 16 * 1024 * 1024,
             check_quorum: true,
             pre_vote: true,
             ..Default::default()
@@ -96,7 +99,12 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             tick: cfg.tick,
             read_timeout,
             snapshot_count: cfg.snapshot_count.max(1),
-            next_read_ctx: 1,
+            // Seeded from the clock so contexts never repeat across restarts: a late answer to a
+            // read from before a restart must not match a new one.
+            next_read_ctx: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
             reads: VecDeque::new(),
         })
     }
@@ -295,15 +303,8 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             .raw
             .apply_conf_change(&cc)
             .map_err(|err| Error::Internal(format!("conf change at {}: {err}", e.index)))?;
-        self.raw.store().set_conf_state(cs.clone())?;
-        Ok(Committed::Membership {
-            index: e.index,
-            term: e.term,
-            change,
-            context: e.context.to_vec(),
-            voters: cs.voters,
-            learners: cs.learners,
-        })
+        self.raw.store().set_conf_state(cs)?;
+        Ok(Committed::Membership { index: e.index, term: e.term, change, context: e.context.to_vec() })
     }
 
     fn publish(&mut self) {

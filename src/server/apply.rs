@@ -12,8 +12,8 @@ use prost::Message as _;
 
 use super::kv::{self, LeaseLookup};
 use super::membership::{from_record, Members};
+use super::waiters::Applied;
 use super::waiters::Waiters;
-use super::Applied;
 use crate::error::{Error, Result};
 use crate::lease::{Checkpoint, Lessor};
 use crate::mvcc::watch::WatchHub;
@@ -82,7 +82,7 @@ impl StateMachine for Applier {
                         .map_err(|err| Error::Internal(format!("undecodable member change {index}: {err}")))?;
                     removed_self |= change == MemberChange::Remove(self.self_id);
                     self.change_membership(&mut batch, change, ctx.member);
-                    results.push((ctx.request_id, Ok(Applied::Members)));
+                    results.push((ctx.request_id, Ok(Applied::Done)));
                 }
             }
         }
@@ -164,8 +164,8 @@ impl Applier {
             .iter()
             .map(|p| Checkpoint { id: p.id, deadline_ms: p.deadline_unix_ms, remaining_ms: p.remaining_ms })
             .collect();
-        self.lessor.checkpoint(batch.batch_mut(), &points);
-        Applied::LeaseCheckpoint
+        self.lessor.checkpoint(batch.batch_mut(), c.proposer, &points);
+        Applied::Done
     }
 
     fn change_membership(&self, batch: &mut ApplyBatch<'_>, change: MemberChange, member: Option<MemberRecord>) {
@@ -196,7 +196,7 @@ impl Applier {
             self.peers.set(current.id, current.peer_urls.clone());
         }
         self.members.upsert(batch.batch_mut(), current);
-        Ok(Applied::Members)
+        Ok(Applied::Done)
     }
 
     /// Keeps lease attachments in step with the events the request produced.

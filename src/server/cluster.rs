@@ -4,13 +4,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prost::Message as _;
-
 use super::membership::{member_id, record, Member};
-use super::{Applied, Server};
+use super::propose::Proposal;
+use super::{RequestContext, Server};
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::{
+    Member as MemberPb, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    ResponseHeader,
+};
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{MemberChangeContext, MemberRecord, PromoteRequest};
+use crate::proto::metastorepb::{MemberRecord, PromoteRequest};
 use crate::raft::{MemberChange, Role};
 
 /// etcd promotes a learner only once it has 90% of the leader's log.
@@ -32,6 +36,20 @@ fn ready_to_remove_voter(members: &[Member], id: u64) -> bool {
     started > left.len() / 2
 }
 
+fn to_pb(m: &Member) -> MemberPb {
+    MemberPb {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
+
+fn to_pb_list(members: &[Member]) -> Vec<MemberPb> {
+    members.iter().map(to_pb).collect()
+}
+
 fn valid_urls(urls: &[String]) -> bool {
     !urls.is_empty() && urls.iter().all(|u| u.starts_with("http://") || u.starts_with("https://"))
 }
@@ -41,12 +59,22 @@ impl Server {
         self.members.list()
     }
 
+    /// etcd's cluster API headers carry no revision.
+    fn cluster_header(&self) -> Option<ResponseHeader> {
+        Some(self.header(0))
+    }
+
+    pub fn member_list(&self, _ctx: &RequestContext) -> MemberListResponse {
+        MemberListResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) }
+    }
+
     pub fn is_learner(&self) -> bool {
         self.members.get(self.cfg.member_id).is_some_and(|m| m.is_learner)
     }
 
-    /// Adds a member; returns it and the member list after the change.
-    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<(Member, Vec<Member>)> {
+    /// Adds a member; answers with it and the member list after the change.
+    pub async fn member_add(&self, _ctx: &RequestContext, r: MemberAddRequest) -> Result<MemberAddResponse> {
+        let (peer_urls, is_learner) = (r.peer_ur_ls, r.is_learner);
         if !valid_urls(&peer_urls) {
             return Err(Error::MemberBadUrls);
         }
@@ -65,19 +93,25 @@ impl Server {
         let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
         let change = if is_learner { MemberChange::AddLearner(id) } else { MemberChange::AddVoter(id) };
         self.change_membership(change, Some(record(&member))).await?;
-        Ok((member, self.members.list()))
+        Ok(MemberAddResponse {
+            header: self.cluster_header(),
+            member: Some(to_pb(&member)),
+            members: to_pb_list(&self.members.list()),
+        })
     }
 
-    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
+    pub async fn member_remove(&self, _ctx: &RequestContext, r: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
+        let id = r.id;
         let member = self.members.get(id).ok_or(Error::MemberNotFound)?;
         if !member.is_learner && self.cfg.strict_reconfig_check && !ready_to_remove_voter(&self.members.list(), id) {
             return Err(Error::NotEnoughStartedMembers);
         }
         self.change_membership(MemberChange::Remove(id), None).await?;
-        Ok(self.members.list())
+        Ok(MemberRemoveResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
     }
 
-    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<Member>> {
+    pub async fn member_update(&self, _ctx: &RequestContext, r: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
+        let (id, peer_urls) = (r.id, r.peer_ur_ls);
         if !valid_urls(&peer_urls) {
             return Err(Error::MemberBadUrls);
         }
@@ -86,31 +120,36 @@ impl Server {
             return Err(Error::PeerUrlExists);
         }
         let update = MemberRecord { id, peer_urls, ..Default::default() };
-        match self.propose(Request::MemberUpdate(update)).await? {
-            Applied::Members => Ok(self.members.list()),
-            other => Err(super::mismatch(other)),
-        }
+        self.propose::<()>(Proposal::Command(Request::MemberUpdate(update))).await?;
+        Ok(MemberUpdateResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
     }
 
-    /// Promotes a learner that has caught up with the leader (refused otherwise, as etcd).
-    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
+    /// Promotes a learner that has caught up with the leader (refused otherwise, as etcd);
+    /// followers forward the promotion to the leader.
+    pub async fn member_promote(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberPromoteRequest,
+    ) -> Result<MemberPromoteResponse> {
+        self.promote(r.id).await?;
+        Ok(MemberPromoteResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
+    }
+
+    async fn promote(&self, id: u64) -> Result<()> {
         let member = self.members.get(id).ok_or(Error::MemberNotFound)?;
         if !member.is_learner {
             return Err(Error::MemberNotLearner);
         }
         let status = self.raft.status();
         if status.role != Role::Leader {
-            self.promote_on_leader(id).await?;
-            return Ok(self.members.list());
+            return self.promote_on_leader(id).await;
         }
         let leader_match = status.last_index as f64;
         let learner_match = status.matched.iter().find(|(m, _)| *m == id).map(|(_, i)| *i).unwrap_or(0) as f64;
         if learner_match < leader_match * LEARNER_READY_PERCENT {
             return Err(Error::LearnerNotReady);
         }
-        self.change_membership(MemberChange::AddVoter(id), Some(record(&Member { is_learner: false, ..member })))
-            .await?;
-        Ok(self.members.list())
+        self.change_membership(MemberChange::AddVoter(id), Some(record(&Member { is_learner: false, ..member }))).await
     }
 
     /// Forwards a promotion to the leader's peer API, as etcd does, then waits until this member
@@ -121,7 +160,7 @@ impl Server {
     }
 
     /// Hands leadership to voter `to` and waits until it leads.
-    pub async fn move_leader(&self, to: u64) -> Result<()> {
+    pub(super) async fn transfer_leadership(&self, to: u64) -> Result<()> {
         let status = self.raft.status();
         if status.role != Role::Leader {
             return Err(Error::NotLeader);
@@ -144,21 +183,7 @@ impl Server {
     }
 
     async fn change_membership(&self, change: MemberChange, member: Option<MemberRecord>) -> Result<()> {
-        let request_id = self.next_request_id();
-        let context = MemberChangeContext { request_id, member }.encode_to_vec();
-        let result = self.waiters.register(request_id);
-        if let Err(e) = self.raft.propose_membership(change, context).await {
-            self.waiters.cancel(request_id);
-            return Err(e);
-        }
-        match tokio::time::timeout(self.cfg.request_timeout(), result).await {
-            Ok(Ok(applied)) => applied.map(|_| ()),
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
-                self.waiters.cancel(request_id);
-                Err(Error::Timeout)
-            }
-        }
+        self.propose(Proposal::Membership(change, member)).await
     }
 
     /// Publishes this member's name and client URLs through raft (etcd's "published"), retrying
@@ -166,7 +191,7 @@ impl Server {
     pub async fn publish(&self, name: String, client_urls: Vec<String>) {
         let attrs = MemberRecord { id: self.cfg.member_id, name, client_urls, ..Default::default() };
         loop {
-            match self.propose(Request::MemberAttributes(attrs.clone())).await {
+            match self.propose::<()>(Proposal::Command(Request::MemberAttributes(attrs.clone()))).await {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "publishing member attributes; retrying");

@@ -6,12 +6,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{Applied, Server};
+use super::propose::Proposal;
+use super::{RequestContext, Server};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::lease::{Checkpoint, LeaseStatus, Lessor};
 use crate::mvcc::{KeyRange, KvStore, RangeOptions};
-use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse};
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus as LeaseStatusPb, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRenewRequest};
 use crate::raft::Role;
@@ -32,27 +36,57 @@ pub(super) fn attach_stored_keys(kv: &KvStore, lessor: &Lessor) -> Result<()> {
 }
 
 impl Server {
-    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    pub async fn lease_grant(&self, _ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
         if r.id == 0 {
             r.id = (self.next_request_id() & ((1 << 63) - 1)) as i64;
         }
-        match self.propose(Request::LeaseGrant(r)).await? {
-            Applied::LeaseGrant(resp) => Ok(resp),
-            other => Err(super::mismatch(other)),
-        }
+        let mut resp: LeaseGrantResponse = self.propose(Proposal::Command(Request::LeaseGrant(r))).await?;
+        resp.header = self.current_header();
+        Ok(resp)
     }
 
-    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match self.propose(Request::LeaseRevoke(r)).await? {
-            Applied::LeaseRevoke(resp) => Ok(resp),
-            other => Err(super::mismatch(other)),
-        }
+    pub async fn lease_revoke(&self, _ctx: &RequestContext, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        let mut resp: LeaseRevokeResponse = self.propose(Proposal::Command(Request::LeaseRevoke(r))).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// One keep-alive of a client's stream, answered as etcd answers it: TTL 0 (not an error)
+    /// once the lease is gone — revoked or expired — so the client's keep-alive loop learns it
+    /// at once.
+    pub async fn lease_keep_alive(&self, _ctx: &RequestContext, id: i64) -> Result<LeaseKeepAliveResponse> {
+        let ttl = match self.lease_renew(id).await {
+            Ok(ttl) => ttl,
+            Err(Error::LeaseNotFound) => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(LeaseKeepAliveResponse { header: self.current_header(), id, ttl })
+    }
+
+    /// etcd answers an unknown lease with TTL -1, not an error.
+    pub async fn lease_time_to_live_response(
+        &self,
+        _ctx: &RequestContext,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse> {
+        let status = self.lease_time_to_live(r.id).await?;
+        let header = self.current_header();
+        Ok(match status {
+            Some(s) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: s.remaining,
+                granted_ttl: s.granted,
+                keys: if r.keys { s.keys } else { Vec::new() },
+            },
+            None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+        })
     }
 
     /// A keep-alive, answered by the leader's lessor (which alone tracks expiry): this member's
     /// own when it leads, the leader's through the peer API otherwise. Retried across an election
     /// until the request timeout.
-    pub async fn lease_renew(&self, id: i64) -> Result<i64> {
+    async fn lease_renew(&self, id: i64) -> Result<i64> {
         self.until_leader_answers(|| async move {
             if self.follow_leadership() {
                 return self.lease_renew_as_leader(id).await;
@@ -76,7 +110,7 @@ impl Server {
 
     /// A lease's remaining and granted TTL and keys, from the leader's lessor (as
     /// [`Server::lease_renew`]); `None` for an unknown lease.
-    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
+    async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseStatus>> {
         self.until_leader_answers(|| async move {
             if self.follow_leadership() {
                 return self.lease_time_to_live_as_leader(id).await;
@@ -107,16 +141,19 @@ impl Server {
     fn follow_leadership(&self) -> bool {
         let leading = self.raft.status().role == Role::Leader;
         match (leading, self.lessor.is_primary()) {
-            (true, false) => self.lessor.promote(self.cfg.heartbeat * self.cfg.election_ticks as u32),
+            (true, false) => {
+                self.lessor.promote(self.cfg.member_id, self.cfg.heartbeat * self.cfg.election_ticks as u32)
+            }
             (false, true) => self.lessor.demote(),
             _ => {}
         }
         leading
     }
 
-    pub async fn lease_leases(&self) -> Result<Vec<i64>> {
+    pub async fn lease_leases(&self, _ctx: &RequestContext) -> Result<LeaseLeasesResponse> {
         self.linearizable_barrier().await?;
-        Ok(self.lessor.leases())
+        let leases = self.lessor.leases().into_iter().map(|id| LeaseStatusPb { id }).collect();
+        Ok(LeaseLeasesResponse { header: self.current_header(), leases })
     }
 }
 
@@ -154,7 +191,7 @@ fn spawn_revoke(server: Arc<Server>, id: i64) -> JoinHandle<()> {
         let attempt = if failpoint::hit("lease-revoke-drop") {
             Err(Error::NoLeader)
         } else {
-            server.lease_revoke(LeaseRevokeRequest { id }).await
+            server.lease_revoke(&RequestContext::internal(), LeaseRevokeRequest { id }).await
         };
         match attempt {
             Ok(_) | Err(Error::LeaseNotFound) => {}
@@ -169,8 +206,8 @@ fn spawn_checkpoint(server: Arc<Server>, due: Vec<Checkpoint>) {
             .into_iter()
             .map(|c| LeaseCheckpoint { id: c.id, deadline_unix_ms: c.deadline_ms, remaining_ms: c.remaining_ms })
             .collect();
-        let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
-        if let Err(e) = server.propose(req).await {
+        let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints, proposer: server.cfg.member_id });
+        if let Err(e) = server.propose::<()>(Proposal::Command(req)).await {
             tracing::debug!(error = %e, "lease checkpoint not applied; the next one will retry");
         }
     });

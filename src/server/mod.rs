@@ -17,17 +17,21 @@
 //! checkpoints deadlines, both as proposals. Watches are served by the MVCC watch hub, fed by the
 //! applier after each batch.
 //!
-//! Not done here yet: auth, membership changes (see `docs/compatibility.md`).
+//! Not done here yet: auth (see `docs/compatibility.md`).
 
 pub mod apply;
 mod cluster;
+mod context;
 mod forward;
 pub mod kv;
 mod leases;
+mod maintenance;
 pub mod membership;
+mod propose;
 mod snapshot;
 pub mod validate;
 mod waiters;
+mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,22 +40,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 
 use self::apply::Applier;
+pub use self::context::{Origin, RequestContext};
+pub use self::maintenance::ETCD_VERSION;
 pub use self::membership::Member;
 use self::membership::{record, Members};
+use self::propose::Proposal;
 use self::waiters::Waiters;
+pub use self::watch::WatchSession;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, RangeOptions, RangeResult, ReadView};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{InternalRequest, MemberChangeContext};
-use crate::raft::{self, Bootstrap, NodeConfig, PeerBook, RaftHandle, RaftStatus};
-use crate::storage::schema::{decode_u64, META_APPLIED_INDEX};
-use crate::storage::{Engine, Table};
+use crate::proto::metastorepb::MemberChangeContext;
+use crate::raft::{self, Bootstrap, NodeConfig, PeerBook, RaftHandle, Role};
+use crate::storage::schema::{decode_u64, META_APPLIED_INDEX, META_CLUSTER_ID, META_MEMBER_ID};
+use crate::storage::{Engine, Table, WriteBatch};
 
 /// How this member's state starts when its data dir is empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,20 +105,6 @@ impl ServerConfig {
         let min = self.heartbeat * ((3 * self.election_ticks as u32) / 2);
         min.as_secs_f64().ceil() as i64
     }
-}
-
-/// The result of one applied request.
-#[derive(Debug, Clone)]
-pub enum Applied {
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
-    Compaction(CompactionResponse),
-    LeaseGrant(LeaseGrantResponse),
-    LeaseRevoke(LeaseRevokeResponse),
-    LeaseCheckpoint,
-    /// A membership change or member update was recorded.
-    Members,
 }
 
 pub struct Server {
@@ -175,7 +169,10 @@ impl Server {
             Start::Join => Bootstrap::Join,
         };
         let snapshots = Arc::new(snapshot::Snapshots { engine: engine.clone() });
-        let (raft, thread) = raft::start(engine.clone(), node, bootstrap, applier, snapshots, peers)?;
+        let mut identity = WriteBatch::new();
+        identity.put(Table::Meta, META_MEMBER_ID, cfg.member_id.to_be_bytes());
+        identity.put(Table::Meta, META_CLUSTER_ID, cfg.cluster_id.to_be_bytes());
+        let (raft, thread) = raft::start(engine.clone(), node, bootstrap, identity, applier, snapshots, peers)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let next_id = AtomicU64::new(((cfg.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8));
         let raft_thread = Mutex::new(Some(thread));
@@ -186,15 +183,6 @@ impl Server {
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)
-    }
-
-    pub fn watch_hub(&self) -> &Arc<WatchHub> {
-        &self.hub
-    }
-
-    /// A read view of the current state (e.g. for `prev_kv` of watch events).
-    pub fn read(&self) -> ReadView<'_> {
-        self.kv.read()
     }
 
     fn next_request_id(&self) -> u64 {
@@ -215,16 +203,24 @@ impl Server {
         &self.cfg
     }
 
-    pub fn raft_status(&self) -> RaftStatus {
-        self.raft.status()
+    /// What this member knows of itself right now: raft progress, revision, storage size.
+    pub fn status(&self) -> ServerStatus {
+        let raft = self.raft.status();
+        ServerStatus {
+            member_id: self.cfg.member_id,
+            leader_id: raft.leader_id,
+            is_leader: raft.role == Role::Leader,
+            term: raft.term,
+            commit: raft.commit,
+            applied: raft.applied,
+            revision: self.kv.read().rev(),
+            db_size: self.engine.size_bytes(),
+            is_learner: self.is_learner(),
+        }
     }
 
-    pub fn engine(&self) -> &Arc<dyn Engine> {
-        &self.engine
-    }
-
-    /// The header every response carries.
-    pub fn header(&self, revision: i64) -> ResponseHeader {
+    /// A complete response header at `revision`: cluster, member and raft term filled in.
+    fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
             cluster_id: self.cfg.cluster_id,
             member_id: self.cfg.member_id,
@@ -233,9 +229,16 @@ impl Server {
         }
     }
 
-    /// The current revision.
-    pub fn revision(&self) -> i64 {
-        self.kv.read().rev()
+    /// Completes a result's header: the revision the result carries (the current one if it has
+    /// none), plus cluster, member and term.
+    fn complete(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map(|h| h.revision).unwrap_or_else(|| self.kv.read().rev());
+        *header = Some(self.header(revision));
+    }
+
+    /// A header at the current revision.
+    fn current_header(&self) -> Option<ResponseHeader> {
+        Some(self.header(self.kv.read().rev()))
     }
 
     /// Waits until a local read reflects every write committed before the call. A ReadIndex round
@@ -259,83 +262,67 @@ impl Server {
         }
     }
 
-    pub async fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+    pub async fn range(&self, _ctx: &RequestContext, r: &RangeRequest) -> Result<RangeResponse> {
         validate::range(r)?;
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
-        kv::range(&self.kv.read(), r)
+        let mut resp = kv::range(&self.kv.read(), r)?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    /// A range read on the local state, for internal users (health checks, status).
-    pub fn local_range(&self, range: &KeyRange) -> Result<RangeResult> {
-        self.kv.read().range(range, RangeOptions::default())
-    }
-
-    pub async fn put(&self, p: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, _ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
         validate::put(&p)?;
-        match self.propose(Request::Put(p)).await? {
-            Applied::Put(r) => Ok(r),
-            other => Err(mismatch(other)),
-        }
+        let mut resp: PutResponse = self.propose(Proposal::Command(Request::Put(p))).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    pub async fn delete_range(&self, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub async fn delete_range(&self, _ctx: &RequestContext, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete_range(&d)?;
-        match self.propose(Request::DeleteRange(d)).await? {
-            Applied::DeleteRange(r) => Ok(r),
-            other => Err(mismatch(other)),
-        }
+        let mut resp: DeleteRangeResponse = self.propose(Proposal::Command(Request::DeleteRange(d))).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, _ctx: &RequestContext, t: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&t, self.cfg.max_txn_ops)?;
-        if kv::txn_is_read_only(&t) {
+        let mut resp = if kv::txn_is_read_only(&t) {
             if !txn_is_serializable(&t) {
                 self.linearizable_barrier().await?;
             }
-            return kv::txn(&mut ReadOnly(self.kv.read()), &t, &*self.lessor);
-        }
-        match self.propose(Request::Txn(t)).await? {
-            Applied::Txn(r) => Ok(r),
-            other => Err(mismatch(other)),
-        }
+            kv::txn(&mut ReadOnly(self.kv.read()), &t, &*self.lessor)?
+        } else {
+            self.propose(Proposal::Command(Request::Txn(t))).await?
+        };
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
     /// Compacts history; etcd's `physical` flag needs no extra wait here, because compaction
     /// completes within the apply of its entry.
-    pub async fn compact(&self, c: CompactionRequest) -> Result<CompactionResponse> {
-        match self.propose(Request::Compaction(c)).await? {
-            Applied::Compaction(r) => Ok(r),
-            other => Err(mismatch(other)),
-        }
-    }
-
-    async fn propose(&self, request: Request) -> Result<Applied> {
-        let id = self.next_request_id();
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
-        if data.len() > self.cfg.max_request_bytes {
-            return Err(Error::RequestTooLarge);
-        }
-        let term = self.raft.status().term;
-        let result = self.waiters.register(id);
-        if let Err(e) = self.raft.propose(data).await {
-            self.waiters.cancel(id);
-            return Err(e);
-        }
-        match tokio::time::timeout(self.cfg.request_timeout(), result).await {
-            Ok(Ok(applied)) => applied,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
-                self.waiters.cancel(id);
-                Err(if self.raft.status().term != term { Error::LeaderChanged } else { Error::Timeout })
-            }
-        }
+    pub async fn compact(&self, _ctx: &RequestContext, c: CompactionRequest) -> Result<CompactionResponse> {
+        let mut resp: CompactionResponse = self.propose(Proposal::Command(Request::Compaction(c))).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 }
 
-fn mismatch(applied: Applied) -> Error {
-    Error::Internal(format!("applied result of the wrong kind: {applied:?}"))
+/// A member's view of itself, for status, health and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub member_id: u64,
+    /// 0 while no leader is known.
+    pub leader_id: u64,
+    pub is_leader: bool,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub revision: i64,
+    /// Bytes the storage engine holds.
+    pub db_size: u64,
+    pub is_learner: bool,
 }
 
 fn txn_is_serializable(t: &TxnRequest) -> bool {

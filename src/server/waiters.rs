@@ -2,26 +2,63 @@
 //!
 //! Results are matched by the id carried inside the replicated request, never by position: an
 //! entry applied on a member that did not propose it (or replayed after a restart) simply finds no
-//! waiter.
+//! waiter. A waiter is a guard: however its caller stops waiting (answer, timeout, or a client
+//! that went away and dropped the request), its entry is removed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::Applied;
 use crate::error::Result;
+use crate::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+
+/// The result of one applied request, as the applier hands it to its waiter.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Applied with no answer beyond success (checkpoints, member changes and attributes).
+    Done,
+}
 
 #[derive(Default)]
 pub struct Waiters {
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Applied>>>>,
 }
 
+/// One registered waiter; dropping it forgets the request.
+pub struct Pending<'a> {
+    waiters: &'a Waiters,
+    id: u64,
+    rx: oneshot::Receiver<Result<Applied>>,
+}
+
+impl Pending<'_> {
+    /// The applied result, or `None` if none came within `timeout` (or the server stopped).
+    pub async fn wait(mut self, timeout: Duration) -> Option<Result<Applied>> {
+        tokio::time::timeout(timeout, &mut self.rx).await.ok()?.ok()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.waiters.pending.lock().expect("waiters lock").remove(&self.id);
+    }
+}
+
 impl Waiters {
-    pub fn register(&self, id: u64) -> oneshot::Receiver<Result<Applied>> {
+    pub fn register(&self, id: u64) -> Pending<'_> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("waiters lock").insert(id, tx);
-        rx
+        Pending { waiters: self, id, rx }
     }
 
     /// Delivers the result of request `id`, if anyone still waits for it.
@@ -32,8 +69,33 @@ impl Waiters {
         }
     }
 
-    /// Forgets request `id` (the caller stopped waiting).
-    pub fn cancel(&self, id: u64) {
-        self.pending.lock().expect("waiters lock").remove(&id);
+    /// Requests waiting (for tests and status).
+    pub fn len(&self) -> usize {
+        self.pending.lock().expect("waiters lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiter_dropped_by_its_caller_is_forgotten() {
+        let waiters = Waiters::default();
+        let pending = waiters.register(1);
+        assert_eq!(waiters.len(), 1);
+        drop(pending); // the client went away
+        assert!(waiters.is_empty());
+        let timed_out = waiters.register(2);
+        assert!(timed_out.wait(Duration::from_millis(1)).await.is_none());
+        assert!(waiters.is_empty());
+        let answered = waiters.register(3);
+        waiters.trigger(3, Ok(Applied::Done));
+        assert!(matches!(answered.wait(Duration::from_secs(1)).await, Some(Ok(Applied::Done))));
+        assert!(waiters.is_empty());
     }
 }

@@ -1,0 +1,100 @@
+//! The one propose-and-wait: every replicated change — KV writes, leases, compaction, member
+//! changes — is proposed here and answered by the applier through [`Waiters`], by request id.
+//!
+//! ```text
+//!  propose(Proposal) ── too far behind? ──► `too many requests`
+//!       │ register waiter[id] (a guard: dropped with the caller, e.g. a client that went away)
+//!       │ raft propose (dropped by raft ──► `no leader`)
+//!       ▼
+//!  wait ≤ request timeout ──► typed result (`R: FromApplied`) | `request timed out` | `leader changed`
+//! ```
+
+use prost::Message as _;
+
+use super::waiters::Applied;
+use super::Server;
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use crate::proto::metastorepb::internal_request::Request;
+use crate::proto::metastorepb::{InternalRequest, MemberChangeContext, MemberRecord};
+use crate::raft::MemberChange;
+
+/// etcd refuses new proposals while the applied index lags the committed one by more than this.
+const MAX_APPLY_LAG: u64 = 5000;
+
+/// What goes through raft.
+pub(super) enum Proposal {
+    /// A command for the state machine.
+    Command(Request),
+    /// A membership change, with the member record the applier keeps.
+    Membership(MemberChange, Option<MemberRecord>),
+}
+
+/// The typed answer of one request kind, taken out of the applier's result.
+pub(super) trait FromApplied: Sized {
+    fn from_applied(applied: Applied) -> Option<Self>;
+}
+
+macro_rules! from_applied {
+    ($($variant:ident => $ty:ty),* $(,)?) => {$(
+        impl FromApplied for $ty {
+            fn from_applied(applied: Applied) -> Option<Self> {
+                match applied {
+                    Applied::$variant(r) => Some(r),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+from_applied! {
+    Put => PutResponse,
+    DeleteRange => DeleteRangeResponse,
+    Txn => TxnResponse,
+    Compaction => CompactionResponse,
+    LeaseGrant => LeaseGrantResponse,
+    LeaseRevoke => LeaseRevokeResponse,
+}
+
+/// Requests answered by their being applied alone (membership, checkpoints, attributes).
+impl FromApplied for () {
+    fn from_applied(_: Applied) -> Option<Self> {
+        Some(())
+    }
+}
+
+impl Server {
+    /// Proposes `proposal` and waits, at most etcd's request timeout, for its applied result.
+    pub(super) async fn propose<R: FromApplied>(&self, proposal: Proposal) -> Result<R> {
+        let status = self.raft.status();
+        if status.commit > status.applied + MAX_APPLY_LAG {
+            return Err(Error::TooManyRequests);
+        }
+        let id = self.next_request_id();
+        let pending = self.waiters.register(id);
+        match proposal {
+            Proposal::Command(request) => {
+                let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+                if data.len() > self.cfg.max_request_bytes {
+                    return Err(Error::RequestTooLarge);
+                }
+                self.raft.propose(data).await?;
+            }
+            Proposal::Membership(change, member) => {
+                let context = MemberChangeContext { request_id: id, member }.encode_to_vec();
+                self.raft.propose_membership(change, context).await?;
+            }
+        }
+        match pending.wait(self.cfg.request_timeout()).await {
+            Some(applied) => {
+                let applied = applied?;
+                R::from_applied(applied).ok_or_else(|| Error::Internal("applied result of another kind".into()))
+            }
+            None if self.raft.status().term != status.term => Err(Error::LeaderChanged),
+            None => Err(Error::Timeout),
+        }
+    }
+}
