@@ -91,7 +91,17 @@ impl KvStore {
         Ok(())
     }
 
-    /// A consistent read view at the current revision.
+    /// A reader of the store as of now that never holds the store's lock while it reads values
+    /// from the engine: each range collects the revisions it needs under a brief shared lock,
+    /// then reads them unlocked. A long read therefore never delays the applier (and with it the
+    /// raft loop and its heartbeats).
+    pub fn point_in_time(&self) -> PointInTime<'_> {
+        let st = self.state.read().expect("mvcc lock");
+        PointInTime { store: self, rev: st.current_rev, compact_rev: st.compact_rev }
+    }
+
+    /// A consistent read view at the current revision, holding the store's shared lock while it
+    /// lives: for short reads (single keys, history chunks).
     pub fn read(&self) -> ReadView<'_> {
         ReadView { state: self.state.read().expect("mvcc lock"), engine: &*self.engine }
     }
@@ -149,6 +159,76 @@ fn restore_one(index: &mut BTreeMap<Vec<u8>, KeyIndex>, kv: KeyValue, rev: Revis
             index.insert(kv.key, ki);
         }
         None => {}
+    }
+}
+
+/// Reads at one revision without holding the store's lock (see [`KvStore::point_in_time`]).
+///
+/// Revisions are immutable once written, so values read after the lock is released are those of
+/// the collected revisions — unless a compaction removed one meanwhile. Such a range is read
+/// again, and answers `Compacted` if its revision is now below the compaction.
+pub struct PointInTime<'a> {
+    store: &'a KvStore,
+    rev: i64,
+    compact_rev: i64,
+}
+
+/// Attempts of one range before a revision that keeps disappearing is reported.
+const POINT_IN_TIME_ATTEMPTS: usize = 3;
+
+impl PointInTime<'_> {
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        if opts.rev > self.rev {
+            return Err(Error::FutureRev);
+        }
+        let at = if opts.rev <= 0 { self.rev } else { opts.rev };
+        for _ in 0..POINT_IN_TIME_ATTEMPTS {
+            let revs = {
+                let st = self.store.state.read().expect("mvcc lock");
+                if at < st.compact_rev {
+                    return Err(Error::Compacted);
+                }
+                Reader { state: &st, engine: &*self.store.engine, overlay: None }.revisions(range, at)
+            };
+            let count = revs.len() as i64;
+            if opts.count_only {
+                return Ok(RangeResult { kvs: Vec::new(), count, rev: self.rev });
+            }
+            let take = if opts.limit > 0 { (opts.limit as usize).min(revs.len()) } else { revs.len() };
+            let keys: Vec<Vec<u8>> = revs[..take].iter().map(|r| r.to_key(false)).collect();
+            let values = self.store.engine.get_many(Table::Key, &keys)?;
+            if values.iter().all(Option::is_some) {
+                let kvs = values
+                    .into_iter()
+                    .zip(&revs[..take])
+                    .map(|(v, rev)| {
+                        let bytes = v.expect("checked present");
+                        KeyValue::decode(bytes.as_slice()).map_err(|e| Error::Storage(format!("revision {rev}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                return Ok(RangeResult { kvs, count, rev: self.rev });
+            }
+            // A compaction removed a revision after it was collected: collect again.
+        }
+        Err(Error::Storage(format!("revisions of {range:?} at {at} keep disappearing")))
+    }
+}
+
+impl KvRead for PointInTime<'_> {
+    fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        PointInTime::range(self, range, opts)
+    }
+
+    fn read_rev(&self) -> i64 {
+        self.rev
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.compact_rev
     }
 }
 

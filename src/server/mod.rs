@@ -50,7 +50,7 @@ pub use self::watch::WatchSession;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
-use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, RangeOptions, RangeResult, ReadView};
+use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult};
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
@@ -267,7 +267,7 @@ impl Server {
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
-        let mut resp = kv::range(&self.kv.read(), r)?;
+        let mut resp = kv::range(&self.kv.point_in_time(), r)?;
         self.complete(&mut resp.header);
         Ok(resp)
     }
@@ -292,7 +292,7 @@ impl Server {
             if !txn_is_serializable(&t) {
                 self.linearizable_barrier().await?;
             }
-            kv::txn(&mut ReadOnly(self.kv.read()), &t, &*self.lessor)?
+            kv::txn(&mut ReadOnly(self.kv.point_in_time()), &t, &*self.lessor)?
         } else {
             self.propose(Proposal::Command(Request::Txn(t))).await?
         };
@@ -331,7 +331,7 @@ fn txn_is_serializable(t: &TxnRequest) -> bool {
 }
 
 /// A read view running a read-only txn; the txn logic never calls its writes.
-struct ReadOnly<'a>(ReadView<'a>);
+struct ReadOnly<'a>(PointInTime<'a>);
 
 impl KvRead for ReadOnly<'_> {
     fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
@@ -343,7 +343,7 @@ impl KvRead for ReadOnly<'_> {
     }
 
     fn compact_rev(&self) -> i64 {
-        self.0.compact_rev()
+        KvRead::compact_rev(&self.0)
     }
 }
 

@@ -98,6 +98,12 @@ pub trait Engine: Send + Sync + 'static {
     /// An empty `end` means "to the end of the table".
     fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
 
+    /// The values of `keys`, in their order (`None` where absent): one batched lookup where the
+    /// engine has one.
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(table, k)).collect()
+    }
+
     /// Visits `[start, end)` in descending key order (newest first for revision-keyed tables).
     fn scan_rev(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
 

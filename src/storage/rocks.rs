@@ -70,6 +70,15 @@ impl Engine for RocksEngine {
         self.db.get_cf(self.cf(table), key).map_err(storage_err)
     }
 
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(table);
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(storage_err))
+            .collect()
+    }
+
     fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         if !end.is_empty() && start >= end {
             return Ok(());
