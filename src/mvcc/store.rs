@@ -379,27 +379,20 @@ impl<'a> ApplyBatch<'a> {
             return Err(Error::FutureRev);
         }
         self.state.compact_rev = rev;
+        // The key index knows every stored revision, so what to remove comes from it, in memory:
+        // no scan of the stored history on the apply path.
         let mut keep = HashSet::new();
-        self.state.index.retain(|_, ki| {
-            ki.compact(rev, &mut keep);
-            !ki.is_empty()
-        });
-        let end = Revision::new(rev + 1, 0).to_key(false);
         let batch = &mut self.batch;
-        self.engine.scan(Table::Key, b"", &end, &mut |k, _| {
-            if let Some((r, _)) = Revision::from_key(k) {
+        self.state.index.retain(|_, ki| {
+            let candidates = ki.revisions_through(rev);
+            ki.compact(rev, &mut keep);
+            for (r, tombstone) in candidates {
                 if !keep.contains(&r) {
-                    batch.delete(Table::Key, k.to_vec());
+                    batch.delete(Table::Key, r.to_key(tombstone));
                 }
             }
-            true
-        })?;
-        for (r, kv) in &self.overlay {
-            if r.main <= rev && !keep.contains(r) {
-                let tombstone = kv.create_revision == 0;
-                self.batch.delete(Table::Key, r.to_key(tombstone));
-            }
-        }
+            !ki.is_empty()
+        });
         let marker = (rev as u64).to_be_bytes();
         self.batch.put(Table::Meta, META_SCHEDULED_COMPACT, marker);
         self.batch.put(Table::Meta, META_FINISHED_COMPACT, marker);

@@ -149,6 +149,20 @@ impl KeyIndex {
         self.generations.len() == 1 && self.generations[0].is_empty()
     }
 
+    /// Every revision at or below `at`, each with whether it is a tombstone (the last revision
+    /// of a closed generation): what a compaction at `at` may remove from storage.
+    pub fn revisions_through(&self, at: i64) -> Vec<(Revision, bool)> {
+        let last = self.generations.len() - 1;
+        let mut out = Vec::new();
+        for (i, g) in self.generations.iter().enumerate() {
+            let n = g.revs.len();
+            for (j, r) in g.revs.iter().enumerate().take_while(|(_, r)| r.main <= at) {
+                out.push((*r, i != last && j + 1 == n));
+            }
+        }
+        out
+    }
+
     fn find_generation(&self, at: i64) -> Option<&Generation> {
         let last = self.generations.len() - 1;
         for (i, g) in self.generations.iter().enumerate().rev() {
