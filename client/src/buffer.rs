@@ -21,6 +21,21 @@
 //!    claimable again with all its segments: recovery needs no coordinator. Segments appended
 //!    after a claim was taken are not part of that flush and stay for the next one.
 //!
+//! ```no_run
+//! # async fn flusher(client: etcd_client::Client) -> metastore_client::Result<()> {
+//! use metastore_client::buffer::Buffers;
+//! use metastore_client::concurrency::Session;
+//! use metastore_client::index::DataFile;
+//! let buffers = Buffers::new(&client);
+//! let session = Session::new(&client, 10).await?;
+//! for claim in buffers.claim(&session, "events", "flusher-1", 8).await? {
+//!     let path = format!("s3://bucket/events/{}/{}/{}.parquet", claim.id, claim.day, claim.token);
+//!     // ... write claim.segments' rows to `path` ...
+//!     buffers.commit(&claim, &[DataFile::new(path, claim.bytes(), claim.rows())]).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Not done
 //!
 //! - Data files written by a flusher that then lost its claim are not garbage-collected here; the
