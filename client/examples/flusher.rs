@@ -16,7 +16,8 @@ async fn main() -> metastore_client::Result<()> {
 
     let buffers = Buffers::new(&client);
     for (id, day) in [("42", "2024-05-01"), ("42", "2024-05-02"), ("7", "2024-05-01")] {
-        let segment = Segment { rows: 100, bytes: 8_000, first_ts: 0, last_ts: 99, location: format!("wal/{id}/{day}") };
+        let segment =
+            Segment { rows: 100, bytes: 8_000, first_ts: 0, last_ts: 99, location: format!("wal/{id}/{day}") };
         buffers.append("demo", id, day, &segment).await?;
     }
 

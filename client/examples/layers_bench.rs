@@ -231,7 +231,11 @@ async fn load_kv(client: &Client, o: &Opts) -> Duration {
                     for f in 0..files {
                         let p = path(id, &day, f);
                         let v = serde_json::to_vec(&DataFile::new(p.clone(), 64 << 20, 100_000)).expect("json");
-                        ops.push(TxnOp::put(format!("{}{id}/{day}/{p}", layout.index_by_id("events")), v.clone(), None));
+                        ops.push(TxnOp::put(
+                            format!("{}{id}/{day}/{p}", layout.index_by_id("events")),
+                            v.clone(),
+                            None,
+                        ));
                         ops.push(TxnOp::put(format!("{}{day}/{id}/{p}", layout.index_by_day("events")), v, None));
                         if ops.len() == 128 {
                             let txn = Txn::new().and_then(std::mem::take(&mut ops));
@@ -342,7 +346,13 @@ async fn flush(endpoint: &str, o: &Opts) -> (f64, Duration) {
         tasks.push(tokio::spawn(async move {
             for b in (w..n).step_by(8) {
                 for s in 0..2 {
-                    let seg = Segment { rows: 1000, bytes: 100_000, first_ts: s, last_ts: s + 1, location: format!("wal/{b}/{s}") };
+                    let seg = Segment {
+                        rows: 1000,
+                        bytes: 100_000,
+                        first_ts: s,
+                        last_ts: s + 1,
+                        location: format!("wal/{b}/{s}"),
+                    };
                     buffers.append("flushed", &format!("id{b}"), "2024-05-01", &seg).await.expect("append");
                 }
             }
@@ -369,7 +379,8 @@ async fn flush(endpoint: &str, o: &Opts) -> (f64, Duration) {
                     continue;
                 }
                 for c in claims {
-                    let file = DataFile::new(format!("s3://w/flushed/{}/{}.parquet", c.id, c.token), c.bytes(), c.rows());
+                    let file =
+                        DataFile::new(format!("s3://w/flushed/{}/{}.parquet", c.id, c.token), c.bytes(), c.rows());
                     buffers.commit(&c, &[file]).await.expect("commit");
                     commits += 1;
                 }
@@ -420,7 +431,9 @@ async fn main() {
         eprintln!("{name}: loaded {entries} entries in {load:?}");
         loads.push((name.clone(), load));
         let res = lookups_kv(&client, &o).await;
-        for ((mut lat, n), what) in res.into_iter().zip(["by day (prefix range)", "by id (prefix range)", "one (id, day) set"]) {
+        for ((mut lat, n), what) in
+            res.into_iter().zip(["by day (prefix range)", "by id (prefix range)", "one (id, day) set"])
+        {
             report.push_str(&format!("| {name} | {what} | {n} | {} |\n", lat.summary()));
         }
         let (rate, took) = flush(&endpoint, &o).await;
@@ -438,7 +451,9 @@ async fn main() {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", o.redis)),
     );
-    wait_until("redis-server", || Redis::connect(port).map(|mut r| matches!(r.cmd(&[b"PING"]), Resp::Simple)).unwrap_or(false));
+    wait_until("redis-server", || {
+        Redis::connect(port).map(|mut r| matches!(r.cmd(&[b"PING"]), Resp::Simple)).unwrap_or(false)
+    });
     let mut r = Redis::connect(port).expect("redis");
     let load = load_redis(&mut r, &o);
     eprintln!("redis: loaded {entries} entries in {load:?}");
@@ -452,7 +467,11 @@ async fn main() {
 
     report.push_str("\n## Loading the index\n\n| server | time | entries/s |\n| --- | --- | --- |\n");
     for (name, took) in &loads {
-        report.push_str(&format!("| {name} | {:.1} s | {:.0} |\n", took.as_secs_f64(), entries as f64 / took.as_secs_f64()));
+        report.push_str(&format!(
+            "| {name} | {:.1} s | {:.0} |\n",
+            took.as_secs_f64(),
+            entries as f64 / took.as_secs_f64()
+        ));
     }
     report.push_str(&format!(
         "\nMetaStore and etcd: raw txns of 64 files (both orderings, 128 puts), 8 writers; Redis: pipelined `SADD`s.\n\n\
