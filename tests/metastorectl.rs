@@ -209,3 +209,25 @@ async fn lock_runs_a_command_under_the_lock_and_elect_observes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopped_lock_holder_loses_the_lock_and_exits_6_when_resumed() {
+    both(|_, m| async move {
+        let ep = m.endpoint();
+        let client = connect(&m).await;
+        let mut holder = Proc::spawn(&metastorectl(), &["--endpoints", &ep, "lock", "--ttl", "2", "P"]);
+        let key = holder.line().await;
+        assert!(key.starts_with("P/"), "{key}");
+        let lease = i64::from_str_radix(&key["P/".len()..], 16).expect("lease id in the key");
+        holder.signal("STOP");
+        sdk::lease_gone(&client, lease, Duration::from_secs(15)).await;
+        let session = Session::new(&client, 10).await.expect("session");
+        let mut next = Mutex::new(&session, "P");
+        tokio::time::timeout(Duration::from_secs(10), next.lock()).await.expect("lock in time").expect("lock");
+        holder.signal("CONT");
+        assert_eq!(holder.wait().await.code(), Some(6), "the resumed holder learns its session is gone");
+        assert!(next.fence().expect("fence").token() > 0);
+        next.unlock().await.expect("unlock");
+    })
+    .await;
+}
