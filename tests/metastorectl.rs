@@ -70,12 +70,19 @@ async fn tables_and_config_from_the_command_line() {
         assert!(text.lines().any(|l| l.starts_with("config.retention_days") && l.ends_with(" 7")), "{text}");
         assert_eq!(fails(ep, &["table", "describe", "nope"]).await.0, 3);
 
+        let mut watcher =
+            Proc::spawn(&metastorectl(), &["--endpoints", ep, "-w", "json", "table", "config", "watch", "events"]);
+        assert_eq!(watcher.line().await, r#"{"watching":"events"}"#);
         let v = json(
             ep,
             &["table", "config", "set", "events", "buffer_size=4096", "properties.codec=zstd", "--reason", "tune"],
         )
         .await;
         assert_eq!(v["version"], 2);
+        let seen: Value = serde_json::from_str(&watcher.line().await).expect("json");
+        assert_eq!((seen["version"].as_u64(), seen["reason"].as_str()), (Some(2), Some("tune")));
+        watcher.signal("INT");
+        assert!(watcher.wait().await.success());
         assert_eq!(fails(ep, &["table", "config", "set", "events", "bogus=1"]).await.0, 2);
         let c = json(ep, &["table", "config", "get", "events"]).await;
         assert_eq!((c["version"].as_u64(), c["config"]["buffer_size"].as_u64()), (Some(2), Some(4096)));

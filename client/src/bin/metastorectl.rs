@@ -159,6 +159,10 @@ enum ConfigCmd {
         #[command(flatten)]
         audit: Audit,
     },
+    /// Prints every new config version as it is written, until interrupted.
+    Watch {
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -351,6 +355,28 @@ async fn table(catalog: &Catalog, cmd: TableCmd, out: Out) -> Result<()> {
             out.result(serde_json::to_value(&v).expect("json"), || {
                 format!("table {name} config version {} (rollback to {version})", v.version)
             });
+        }
+        TableCmd::Config(ConfigCmd::Watch { name }) => {
+            let mut watch = catalog.watch_config(&name).await?;
+            out.result(json!({"watching": name}), || format!("watching config of table {name}"));
+            loop {
+                tokio::select! {
+                    v = watch.next() => match v? {
+                        Some(v) => out.result(serde_json::to_value(&v).expect("json"), || {
+                            format!(
+                                "version {} by {} at {}: {} ({})",
+                                v.version,
+                                v.changed_by,
+                                v.changed_at,
+                                serde_json::to_string(&v.overrides).expect("json"),
+                                v.reason
+                            )
+                        }),
+                        None => return Ok(()),
+                    },
+                    _ = interrupted() => return Ok(()),
+                }
+            }
         }
         TableCmd::Grant { role, table, access } => {
             let a: Access = access.parse()?;
