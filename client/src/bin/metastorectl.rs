@@ -39,8 +39,7 @@ struct Global {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
-    /// username[:password] for authentication.
-    #[arg(long, global = true, env = "METASTORECTL_USER")]
+    #[arg(long, global = true, env = "METASTORECTL_USER", help = "username[:password] for authentication")]
     user: Option<String>,
     /// Password (if --user has none).
     #[arg(long, global = true, env = "METASTORECTL_PASSWORD")]
