@@ -17,7 +17,7 @@ E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)
 E2E_SUBTESTS ?= TestCtlV3MoveLeaderScenarios/Insecure
 RUN ?= $(E2E_TESTS)
 
-.PHONY: deps build run test test-unit test-compat test-etcd-e2e bench lint fmt clean-cache
+.PHONY: deps build run test test-unit test-compat test-etcd-e2e bench bench-layers lint fmt clean-cache
 
 deps:
 	@tools/install-deps.sh
@@ -59,6 +59,16 @@ bench: build
 	mkdir -p $(dir $(BENCH_JSON))
 	python3 tools/bench/compare.py --bench $(CARGO_TARGET_DIR)/release/metastore-bench --metastore $(BIN) \
 	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick)
+	$(MAKE) --no-print-directory bench-layers
+
+# Metadata layers (client/examples/layers_bench.rs): index lookups over 1M entries, MetaStore and
+# etcd prefix ranges vs Redis KEYS + SMEMBERS, and flush commits/s with 10 flushers; about 2 minutes
+# (BENCH_QUICK=1: 100k entries, seconds). Writes $(LAYERS_BENCH_OUT).
+LAYERS_BENCH_OUT ?= docs/layers-benchmark.md
+bench-layers: build
+	$(CARGO) build --release -p metastore-client --example layers_bench
+	$(CARGO_TARGET_DIR)/release/examples/layers_bench --metastore $(BIN) --etcd /usr/bin/etcd \
+	  --redis-server /usr/bin/redis-server --out $(LAYERS_BENCH_OUT) $(if $(BENCH_QUICK),--quick)
 
 lint:
 	$(CARGO) fmt --check

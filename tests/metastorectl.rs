@@ -70,12 +70,19 @@ async fn tables_and_config_from_the_command_line() {
         assert!(text.lines().any(|l| l.starts_with("config.retention_days") && l.ends_with(" 7")), "{text}");
         assert_eq!(fails(ep, &["table", "describe", "nope"]).await.0, 3);
 
+        let mut watcher =
+            Proc::spawn(&metastorectl(), &["--endpoints", ep, "-w", "json", "table", "config", "watch", "events"]);
+        assert_eq!(watcher.line().await, r#"{"watching":"events"}"#);
         let v = json(
             ep,
             &["table", "config", "set", "events", "buffer_size=4096", "properties.codec=zstd", "--reason", "tune"],
         )
         .await;
         assert_eq!(v["version"], 2);
+        let seen: Value = serde_json::from_str(&watcher.line().await).expect("json");
+        assert_eq!((seen["version"].as_u64(), seen["reason"].as_str()), (Some(2), Some("tune")));
+        watcher.signal("INT");
+        assert!(watcher.wait().await.success());
         assert_eq!(fails(ep, &["table", "config", "set", "events", "bogus=1"]).await.0, 2);
         let c = json(ep, &["table", "config", "get", "events"]).await;
         assert_eq!((c["version"].as_u64(), c["config"]["buffer_size"].as_u64()), (Some(2), Some(4096)));
@@ -206,6 +213,28 @@ async fn lock_runs_a_command_under_the_lock_and_elect_observes() {
         assert_eq!(observer.line().await, "v2");
         observer.signal("INT");
         assert!(observer.wait().await.success());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopped_lock_holder_loses_the_lock_and_exits_6_when_resumed() {
+    both(|_, m| async move {
+        let ep = m.endpoint();
+        let client = connect(&m).await;
+        let mut holder = Proc::spawn(&metastorectl(), &["--endpoints", &ep, "lock", "--ttl", "2", "P"]);
+        let key = holder.line().await;
+        assert!(key.starts_with("P/"), "{key}");
+        let lease = i64::from_str_radix(&key["P/".len()..], 16).expect("lease id in the key");
+        holder.signal("STOP");
+        sdk::lease_gone(&client, lease, Duration::from_secs(15)).await;
+        let session = Session::new(&client, 10).await.expect("session");
+        let mut next = Mutex::new(&session, "P");
+        tokio::time::timeout(Duration::from_secs(10), next.lock()).await.expect("lock in time").expect("lock");
+        holder.signal("CONT");
+        assert_eq!(holder.wait().await.code(), Some(6), "the resumed holder learns its session is gone");
+        assert!(next.fence().expect("fence").token() > 0);
+        next.unlock().await.expect("unlock");
     })
     .await;
 }

@@ -321,3 +321,17 @@ async fn rwlock_shares_readers_and_semaphore_counts_permits() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_is_lost_when_keep_alives_fail_for_a_whole_ttl() {
+    both(|_, m| async move {
+        let client = connect(&m).await;
+        let session = Session::new(&client, 2).await.expect("session");
+        m.signal("STOP"); // the server stops answering; the lease cannot be refreshed
+        let lost = tokio::time::timeout(Duration::from_secs(10), session.lost()).await;
+        m.signal("CONT");
+        lost.expect("loss reported about one TTL after the last keep-alive");
+        assert!(!session.is_alive());
+    })
+    .await;
+}

@@ -21,6 +21,21 @@
 //!    claimable again with all its segments: recovery needs no coordinator. Segments appended
 //!    after a claim was taken are not part of that flush and stay for the next one.
 //!
+//! ```no_run
+//! # async fn flusher(client: etcd_client::Client) -> metastore_client::Result<()> {
+//! use metastore_client::buffer::Buffers;
+//! use metastore_client::concurrency::Session;
+//! use metastore_client::index::DataFile;
+//! let buffers = Buffers::new(&client);
+//! let session = Session::new(&client, 10).await?;
+//! for claim in buffers.claim(&session, "events", "flusher-1", 8).await? {
+//!     let path = format!("s3://bucket/events/{}/{}/{}.parquet", claim.id, claim.day, claim.token);
+//!     // ... write claim.segments' rows to `path` ...
+//!     buffers.commit(&claim, &[DataFile::new(path, claim.bytes(), claim.rows())]).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Not done
 //!
 //! - Data files written by a flusher that then lost its claim are not garbage-collected here; the
@@ -201,22 +216,51 @@ impl Buffers {
     }
 
     /// Claims up to `max` unclaimed buffers of `table` for `owner`, through `session`'s lease.
+    /// Each session starts at its own point of the buffer list (by lease id), so a fleet of
+    /// flushers spreads out instead of all racing for the first free buffer.
     pub async fn claim(&self, session: &Session, table: &str, owner: &str, max: usize) -> Result<Vec<Claim>> {
         let mut out = Vec::new();
-        for b in self.list(table).await? {
+        let mut free = self.unclaimed(table).await?;
+        if !free.is_empty() {
+            let start = (session.lease_id() as u64 % free.len() as u64) as usize;
+            free.rotate_left(start);
+        }
+        for (id, day) in free {
             if out.len() >= max {
                 break;
             }
-            if b.claim.is_some() {
-                continue;
-            }
-            match self.claim_one(session, table, &b.id, &b.day, owner).await {
+            match self.claim_one(session, table, &id, &day, owner).await {
                 Ok(c) => out.push(c),
                 Err(Error::Locked) | Err(Error::NotFound(_)) => continue, // taken or flushed meanwhile
                 Err(e) => return Err(e),
             }
         }
         Ok(out)
+    }
+
+    /// (id, day) of the buffers with segments and no claim, from one keys-only read.
+    async fn unclaimed(&self, table: &str) -> Result<Vec<(String, String)>> {
+        validate_table_name(table)?;
+        let (bprefix, cprefix) = (self.layout.buffers(table), self.layout.claims(table));
+        let keys = || Some(GetOptions::new().with_prefix().with_keys_only());
+        let txn = Txn::new().and_then([TxnOp::get(bprefix.as_str(), keys()), TxnOp::get(cprefix.as_str(), keys())]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        let mut gets = resp.op_responses().into_iter().map(|r| match r {
+            TxnOpResponse::Get(mut g) => g.take_kvs(),
+            _ => Vec::new(),
+        });
+        let (segments, claims) = (gets.next().unwrap_or_default(), gets.next().unwrap_or_default());
+        let id_day = |key: &[u8], prefix: &str| {
+            let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let mut parts = rest.splitn(3, '/');
+            (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string())
+        };
+        let claimed: std::collections::BTreeSet<(String, String)> =
+            claims.iter().map(|kv| id_day(kv.key(), &cprefix)).collect();
+        let mut free: Vec<(String, String)> = segments.iter().map(|kv| id_day(kv.key(), &bprefix)).collect();
+        free.dedup();
+        free.retain(|b| !claimed.contains(b));
+        Ok(free)
     }
 
     /// Claims one buffer: [`Error::Locked`] if someone holds it, [`Error::NotFound`] if it has

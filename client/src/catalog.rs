@@ -13,6 +13,19 @@
 //! [`Catalog::rollback`] re-applies an earlier version's overrides as a new version (history is
 //! append-only), and [`Catalog::watch_config`] streams every new version in order.
 //!
+//! ```no_run
+//! # async fn demo(client: etcd_client::Client) -> metastore_client::Result<()> {
+//! use metastore_client::catalog::{Catalog, ConfigOverrides};
+//! let catalog = Catalog::new(&client);
+//! let mut watch = catalog.watch_config("events").await?;
+//! let mut patch = ConfigOverrides::default();
+//! patch.set("flush_interval", "30")?;
+//! catalog.set_config("events", &patch, "alice", "faster flushes").await?;
+//! let change = watch.next().await?; // Some(ConfigVersion { version: 2, changed_by: "alice", .. })
+//! catalog.rollback("events", 1, "bob", "too many small files").await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Invariants
 //!
 //! - At most `max_tables` tables: creation is guarded by "no table changed since I counted".

@@ -39,8 +39,7 @@ struct Global {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
-    /// username[:password] for authentication.
-    #[arg(long, global = true, env = "METASTORECTL_USER")]
+    #[arg(long, global = true, env = "METASTORECTL_USER", help = "username[:password] for authentication")]
     user: Option<String>,
     /// Password (if --user has none).
     #[arg(long, global = true, env = "METASTORECTL_PASSWORD")]
@@ -158,6 +157,10 @@ enum ConfigCmd {
         version: u64,
         #[command(flatten)]
         audit: Audit,
+    },
+    /// Prints every new config version as it is written, until interrupted.
+    Watch {
+        name: String,
     },
 }
 
@@ -351,6 +354,28 @@ async fn table(catalog: &Catalog, cmd: TableCmd, out: Out) -> Result<()> {
             out.result(serde_json::to_value(&v).expect("json"), || {
                 format!("table {name} config version {} (rollback to {version})", v.version)
             });
+        }
+        TableCmd::Config(ConfigCmd::Watch { name }) => {
+            let mut watch = catalog.watch_config(&name).await?;
+            out.result(json!({"watching": name}), || format!("watching config of table {name}"));
+            loop {
+                tokio::select! {
+                    v = watch.next() => match v? {
+                        Some(v) => out.result(serde_json::to_value(&v).expect("json"), || {
+                            format!(
+                                "version {} by {} at {}: {} ({})",
+                                v.version,
+                                v.changed_by,
+                                v.changed_at,
+                                serde_json::to_string(&v.overrides).expect("json"),
+                                v.reason
+                            )
+                        }),
+                        None => return Ok(()),
+                    },
+                    _ = interrupted() => return Ok(()),
+                }
+            }
         }
         TableCmd::Grant { role, table, access } => {
             let a: Access = access.parse()?;

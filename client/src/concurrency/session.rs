@@ -95,10 +95,10 @@ async fn keep_alive(client: Client, lease: i64, ttl: i64, alive: watch::Sender<b
     let period = (ttl / 3).max(Duration::from_millis(100));
     let mut last_ok = Instant::now();
     while last_ok.elapsed() < ttl {
-        let (mut keeper, mut stream) = match client.lease_client().keep_alive(lease).await {
-            Ok(pair) => pair,
-            Err(etcd_client::Error::LeaseKeepAliveError(_)) => break, // lease not found: expired
-            Err(_) => {
+        let (mut keeper, mut stream) = match timeout(period, client.lease_client().keep_alive(lease)).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => break, // lease not found: expired
+            Ok(Err(_)) | Err(_) => {
                 sleep(Duration::from_millis(200)).await;
                 continue;
             }
