@@ -30,7 +30,7 @@ use etcd_client::{
     StatusResponse, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions, WatchResponse,
     WatchStream,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// How long to wait for a watch message that should come.
 const EXPECT: Duration = Duration::from_secs(3);
@@ -929,7 +929,8 @@ async fn lease_script(t: &mut Target) {
 
     match t.c.lease_keep_alive(1000).await {
         Ok((mut keeper, mut stream)) => {
-            t.record_value("LeaseKeepAlive 1000: stream opened", json!({"id": t.n.lease(keeper.id())}));
+            let id = t.n.lease(keeper.id());
+            t.record_value("LeaseKeepAlive 1000: stream opened", json!({ "id": id }));
             keeper.keep_alive().await.expect("send keepalive");
             let v = match tokio::time::timeout(EXPECT, stream.message()).await {
                 Ok(Ok(Some(resp))) => resp.norm(&mut t.n),
@@ -942,7 +943,10 @@ async fn lease_script(t: &mut Target) {
         Err(e) => t.record_value("LeaseKeepAlive 1000: stream opened", error(&e)),
     }
     match t.c.lease_keep_alive(4242).await {
-        Ok((keeper, _)) => t.record_value("LeaseKeepAlive unknown 4242", json!({"id": t.n.lease(keeper.id())})),
+        Ok((keeper, _)) => {
+            let id = t.n.lease(keeper.id());
+            t.record_value("LeaseKeepAlive unknown 4242", json!({ "id": id }));
+        }
         Err(e) => t.record_value("LeaseKeepAlive unknown 4242", error(&e)),
     }
 
