@@ -21,14 +21,13 @@ use std::time::Duration;
 
 use common::Member;
 use etcd_client::{
-    AlarmAction, AlarmOptions, AlarmResponse, AlarmType, Client, ConnectOptions, CompactionOptions, CompactionResponse, Compare,
-    CompareOp, DefragmentResponse, DeleteOptions, DeleteResponse, EventType, GetOptions, GetResponse,
+    AlarmAction, AlarmOptions, AlarmResponse, AlarmType, Client, CompactionOptions, CompactionResponse, Compare,
+    CompareOp, ConnectOptions, DefragmentResponse, DeleteOptions, DeleteResponse, EventType, GetOptions, GetResponse,
     HashKvResponse, HashResponse, KeyValue, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveOptions, LeaseTimeToLiveResponse, Member as PbMember,
     MemberAddOptions, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
     MemberUpdateResponse, MoveLeaderResponse, PutOptions, PutResponse, ResponseHeader, SortOrder, SortTarget,
-    StatusResponse, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions, WatchResponse,
-    WatchStream,
+    StatusResponse, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use serde_json::{json, Value};
 
@@ -561,15 +560,22 @@ async fn kv_script(t: &mut Target) {
         (SortTarget::Mod, "mod"),
         (SortTarget::Value, "value"),
     ] {
-        for (order, oname) in [(SortOrder::None, "none"), (SortOrder::Ascend, "ascend"), (SortOrder::Descend, "descend")]
+        for (order, oname) in
+            [(SortOrder::None, "none"), (SortOrder::Ascend, "ascend"), (SortOrder::Descend, "descend")]
         {
             let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_sort(target, order))).await;
             t.record(&format!("Range all sort {tname} {oname}"), r);
         }
     }
-    let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_sort(SortTarget::Mod, SortOrder::Descend).with_limit(2))).await;
+    let r = t
+        .c
+        .get("", Some(GetOptions::new().with_all_keys().with_sort(SortTarget::Mod, SortOrder::Descend).with_limit(2)))
+        .await;
     t.record("Range all sort mod descend limit 2", r);
-    let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_sort(SortTarget::Value, SortOrder::Ascend).with_limit(2))).await;
+    let r = t
+        .c
+        .get("", Some(GetOptions::new().with_all_keys().with_sort(SortTarget::Value, SortOrder::Ascend).with_limit(2)))
+        .await;
     t.record("Range all sort value ascend limit 2", r);
     let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_revision(2))).await;
     t.record("Range all at revision 2", r);
@@ -585,7 +591,9 @@ async fn kv_script(t: &mut Target) {
     t.record("Range all min_mod_revision 4", r);
     let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_max_mod_revision(4))).await;
     t.record("Range all max_mod_revision 4", r);
-    let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_min_create_revision(3).with_max_create_revision(4))).await;
+    let r =
+        t.c.get("", Some(GetOptions::new().with_all_keys().with_min_create_revision(3).with_max_create_revision(4)))
+            .await;
     t.record("Range all create_revision in [3, 4]", r);
     let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_min_mod_revision(4).with_limit(1))).await;
     t.record("Range all min_mod_revision 4 limit 1", r);
@@ -672,22 +680,26 @@ async fn kv_script(t: &mut Target) {
         .and_then([TxnOp::get("t1", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn compares version/create/mod/lease/value", r);
-    let txn = Txn::new().when([Compare::version("missing", CompareOp::Equal, 0)]).and_then([TxnOp::get("missing", None)]);
+    let txn =
+        Txn::new().when([Compare::version("missing", CompareOp::Equal, 0)]).and_then([TxnOp::get("missing", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn version(missing)==0", r);
     let txn = Txn::new().when([Compare::value("missing", CompareOp::Equal, "")]).or_else([TxnOp::get("missing", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn value(missing)=='' fails", r);
-    let txn = Txn::new().when([Compare::version("t", CompareOp::Greater, 0).with_prefix()]).and_then([TxnOp::get("t", Some(GetOptions::new().with_prefix()))]);
+    let txn = Txn::new()
+        .when([Compare::version("t", CompareOp::Greater, 0).with_prefix()])
+        .and_then([TxnOp::get("t", Some(GetOptions::new().with_prefix()))]);
     let r = t.c.txn(txn).await;
     t.record("Txn compare over prefix t", r);
-    let txn = Txn::new().when([Compare::mod_revision("a", CompareOp::Less, 0).with_range("z")]).or_else([TxnOp::get("a", None)]);
+    let txn = Txn::new()
+        .when([Compare::mod_revision("a", CompareOp::Less, 0).with_range("z")])
+        .or_else([TxnOp::get("a", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn compare over range [a, z) fails", r);
-    let inner = Txn::new().when([Compare::value("t1", CompareOp::Equal, "v1b")]).and_then([
-        TxnOp::put("n1", "x", None),
-        TxnOp::get("n1", None),
-    ]);
+    let inner = Txn::new()
+        .when([Compare::value("t1", CompareOp::Equal, "v1b")])
+        .and_then([TxnOp::put("n1", "x", None), TxnOp::get("n1", None)]);
     let txn = Txn::new()
         .when([Compare::version("t1", CompareOp::Greater, 0)])
         .and_then([TxnOp::put("n0", "y", None), TxnOp::txn(inner)]);
@@ -705,7 +717,8 @@ async fn kv_script(t: &mut Target) {
     let txn = Txn::new().and_then([TxnOp::put("dup", "1", None), TxnOp::delete("dup", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn put and delete of one key", r);
-    let txn = Txn::new().and_then([TxnOp::put("dup", "1", None), TxnOp::delete("d", Some(DeleteOptions::new().with_prefix()))]);
+    let txn = Txn::new()
+        .and_then([TxnOp::put("dup", "1", None), TxnOp::delete("d", Some(DeleteOptions::new().with_prefix()))]);
     let r = t.c.txn(txn).await;
     t.record("Txn put inside a deleted range", r);
     let inner = Txn::new().and_then([TxnOp::put("dup", "2", None)]);
@@ -748,7 +761,8 @@ async fn kv_script(t: &mut Target) {
     t.record("Compact 8 physical", r);
     let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_revision(8))).await;
     t.record("Range at revision 8 after compaction", r);
-    let r = t.c.get("", Some(GetOptions::new().with_all_keys().with_min_mod_revision(1).with_max_mod_revision(30))).await;
+    let r =
+        t.c.get("", Some(GetOptions::new().with_all_keys().with_min_mod_revision(1).with_max_mod_revision(30))).await;
     t.record("Range all final", r);
 }
 
@@ -784,7 +798,8 @@ async fn watch_script(t: &mut Target) {
     let r = t.c.delete("w", None).await;
     t.record("DeleteRange w", r); // rev 6
     t.watch_msgs("Watch w and prefix w: delete events", &mut ws, 2).await;
-    let txn = Txn::new().and_then([TxnOp::put("wa", "1", None), TxnOp::put("wb", "1", None), TxnOp::put("zz", "1", None)]);
+    let txn =
+        Txn::new().and_then([TxnOp::put("wa", "1", None), TxnOp::put("wb", "1", None), TxnOp::put("zz", "1", None)]);
     let r = t.c.txn(txn).await;
     t.record("Txn put wa, wb, zz", r); // rev 7
     t.watch_msg("Watch prefix w: txn events in one response", &mut ws, EXPECT).await;
@@ -801,7 +816,9 @@ async fn watch_script(t: &mut Target) {
     // Filters.
     ws.watch("f", Some(WatchOptions::new().with_filters([WatchFilterType::NoPut]))).await.expect("send create");
     t.watch_msg("Watch create f NOPUT: created", &mut ws, EXPECT).await;
-    ws.watch("g", Some(WatchOptions::new().with_filters([WatchFilterType::NoDelete]).with_prev_key())).await.expect("send create");
+    ws.watch("g", Some(WatchOptions::new().with_filters([WatchFilterType::NoDelete]).with_prev_key()))
+        .await
+        .expect("send create");
     t.watch_msg("Watch create g NODELETE prev_kv: created", &mut ws, EXPECT).await;
     let r = t.c.put("f", "1", None).await;
     t.record("Put f=1", r); // rev 9
@@ -838,13 +855,14 @@ async fn watch_script(t: &mut Target) {
     t.watch_msg("Watch nothing more after progress", &mut ws, QUIET).await;
 
     // History: a new stream from revision 2 over all keys, with prev_kv.
-    let mut hs = match t.c.watch("", Some(WatchOptions::new().with_all_keys().with_start_revision(2).with_prev_key())).await {
-        Ok(s) => s,
-        Err(e) => {
-            t.record_value("Watch create all from 2", error(&e));
-            return;
-        }
-    };
+    let mut hs =
+        match t.c.watch("", Some(WatchOptions::new().with_all_keys().with_start_revision(2).with_prev_key())).await {
+            Ok(s) => s,
+            Err(e) => {
+                t.record_value("Watch create all from 2", error(&e));
+                return;
+            }
+        };
     t.watch_msg("Watch create all from revision 2: created", &mut hs, EXPECT).await;
     let mut history = Vec::new();
     let mut events = 0;
@@ -1066,7 +1084,8 @@ async fn cluster_script(t: &mut Target) {
     t.record("MemberUpdate the removed learner", r);
     let r = t.c.member_add([learner_url.as_str()], Some(MemberAddOptions::new().with_is_learner())).await;
     t.record("MemberAdd a learner again with the removed one's URL", r);
-    let second = t.c.member_list().await.ok().and_then(|l| l.members().iter().find(|m| m.id() != self_id).map(|m| m.id()));
+    let second =
+        t.c.member_list().await.ok().and_then(|l| l.members().iter().find(|m| m.id() != self_id).map(|m| m.id()));
     if let Some(id) = second {
         let r = t.c.member_remove(id).await;
         t.record("MemberRemove the second learner", r);
@@ -1087,6 +1106,8 @@ async fn cluster() {
 async fn cluster_invalid_urls_script(t: &mut Target) {
     let self_id = t.n.self_id;
     for url in ["http://", "http://127.0.0.1:1/path", "http://127.0.0.1", "unix://x", "http://127.0.0.1:1?q=1"] {
+        // Labels restart per step: a member one server added before must not shift the next.
+        t.n.members.clear();
         let r = t.c.member_add([url], Some(MemberAddOptions::new().with_is_learner())).await;
         t.record(&format!("MemberAdd learner with invalid peer URL {url}"), r);
         let added: Vec<u64> = match t.c.member_list().await {
