@@ -1176,8 +1176,18 @@ async fn maintenance_script(t: &mut Target) {
         Err(e) => error(&e),
     };
     t.steps.push(("Snapshot".into(), snap, true));
+}
 
-    // NOSPACE alarm: activate, list, a put fails, deactivate, a put succeeds.
+#[tokio::test]
+async fn maintenance() {
+    differential("maintenance", |t| boxed(maintenance_script(t))).await;
+}
+
+/// NOSPACE alarm: activate, list, writes fail, deactivate, writes succeed.
+async fn alarm_nospace_script(t: &mut Target) {
+    let self_id = t.n.self_id;
+    let r = t.c.put("m", "1", None).await;
+    t.record("Put m=1", r);
     let mut opts = AlarmOptions::new();
     opts.with_member(self_id);
     let r = t.c.alarm(AlarmAction::Activate, AlarmType::Nospace, Some(opts)).await;
@@ -1205,6 +1215,6 @@ async fn maintenance_script(t: &mut Target) {
 }
 
 #[tokio::test]
-async fn maintenance() {
-    differential("maintenance", |t| boxed(maintenance_script(t))).await;
+async fn maintenance_alarm_nospace() {
+    differential("maintenance_alarm_nospace", |t| boxed(alarm_nospace_script(t))).await;
 }
