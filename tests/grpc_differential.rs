@@ -7,8 +7,10 @@
 //! a header is present at all and every deterministic header field, and errors by gRPC code and
 //! message byte for byte.
 //!
-//! One test per service; each runs its script against both servers, then fails with one entry per
-//! step whose normalised responses differ (step name, JSON path, etcd's value, MetaStore's).
+//! One test per service (`kv`, `watch`, `lease`, `cluster`, `cluster_invalid_urls`, `maintenance`,
+//! `maintenance_alarm_nospace`); each runs its script against both servers at once, then fails
+//! with one entry per step whose normalised responses differ (step name, JSON path, etcd's value,
+//! MetaStore's value, and both full values). `GRPC_DIFF_DUMP=1` prints every step of both servers.
 //! Steps for RPCs MetaStore answers `Unimplemented` for (Hash, HashKV, Snapshot today) are
 //! listed on stderr and not compared.
 //!
@@ -903,6 +905,27 @@ async fn watch_script(t: &mut Target) {
     t.watch_msg("Watch w from revision 10: nothing to replay", &mut cs, QUIET).await;
     cs.watch("", None).await.expect("send create");
     t.watch_msg("Watch create with empty key", &mut cs, EXPECT).await;
+    // Explicit watch ids, on a fresh stream (ids on `cs` already depend on the compacted watcher).
+    let mut xs = match t.c.watch("idw", Some(WatchOptions::new().with_watch_id(100))).await {
+        Ok(s) => s,
+        Err(e) => {
+            t.record_value("Watch create idw with explicit watch_id 100", error(&e));
+            return;
+        }
+    };
+    t.watch_msg("Watch create idw with explicit watch_id 100", &mut xs, EXPECT).await;
+    xs.watch("idw2", Some(WatchOptions::new().with_watch_id(100))).await.expect("send create");
+    t.watch_msg("Watch create idw2 with the same explicit watch_id 100", &mut xs, EXPECT).await;
+    xs.watch("idw3", None).await.expect("send create");
+    t.watch_msg("Watch create idw3 after an explicit id", &mut xs, EXPECT).await;
+    xs.watch("fk", Some(WatchOptions::new().with_from_key())).await.expect("send create");
+    t.watch_msg("Watch create from key fk", &mut xs, EXPECT).await;
+    let r = t.c.put("zzz", "1", None).await;
+    t.record("Put zzz=1", r);
+    t.watch_msg("Watch from key fk: put zzz", &mut xs, EXPECT).await;
+    t.watch_msg("Watch: nothing more after put zzz", &mut xs, QUIET).await;
+    t.watch_msg("Watch empty key: nothing for zzz", &mut cs, QUIET).await;
+    drop(xs);
     drop(cs);
     drop(hs);
     drop(ws);
