@@ -206,7 +206,9 @@ impl Normalize for LeaseTimeToLiveResponse {
             t if t > 0 && t <= self.granted_ttl() && t >= self.granted_ttl() - 3 => json!("<granted_ttl - [0..3]>"),
             t => json!(t),
         };
-        let keys: Vec<Value> = self.keys().iter().map(|k| json!(String::from_utf8_lossy(k))).collect();
+        // etcd lists the keys in Go map order (random): compare them sorted.
+        let mut keys: Vec<String> = self.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        keys.sort();
         json!({
             "header": n.header(self.header()),
             "id": n.lease(self.id()),
