@@ -28,9 +28,12 @@ async fn lease_keep_alive_through_a_follower_survives_the_leaders_death() {
     let lease = fc.lease_grant(5, None).await.unwrap().id();
     fc.put("held", "v", Some(PutOptions::new().with_lease(lease))).await.unwrap();
 
-    let out =
-        ok(etcdctl(&c.members[follower].endpoint(), &["lease", "keep-alive", "--once", &format!("{lease:x}")], None));
-    assert_eq!(out, format!("lease {lease:x} keepalived with TTL(5)\n"));
+    let out = ok(etcdctl(
+        &c.members[follower].endpoint(),
+        &["lease", "keep-alive", "--once", &format!("{lease:016x}")],
+        None,
+    ));
+    assert_eq!(out, format!("lease {lease:016x} keepalived with TTL(5)\n"));
     let ttl = fc.lease_time_to_live(lease, None).await.unwrap();
     assert!((1..=5).contains(&ttl.ttl()), "ttl {}", ttl.ttl());
 
@@ -135,30 +138,32 @@ async fn killing_the_leader_expires_none_of_1000_kept_alive_leases() {
     let leader = wait_leader(&c, None).await;
     let follower = (leader + 1) % 3;
     let mut fc = client(&c.members[follower]).await;
-    let mut leases = Vec::new();
-    for i in 0..1000 {
-        let id = fc.lease_grant(5, None).await.unwrap().id();
-        fc.put(format!("l/{i:04}"), "v", Some(PutOptions::new().with_lease(id))).await.unwrap();
-        leases.push(id);
-    }
-    // One keep-alive stream for all of them, every second (well within TTL/3 of 5 s).
-    let mut keepers = Vec::new();
-    for id in &leases {
-        keepers.push(fc.lease_keep_alive(*id).await.unwrap());
-    }
+    // Each lease is kept alive from the moment it exists: granting 1,000 through a follower can
+    // take longer than their TTL on a loaded machine.
+    let keepers = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
+    let (flag, pumped) = (stop.clone(), keepers.clone());
     let pump = tokio::spawn(async move {
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut keepers = pumped.lock().await;
             for (keeper, stream) in keepers.iter_mut() {
+                let keeper: &mut LeaseKeeper = keeper;
+                let stream: &mut LeaseKeepAliveStream = stream;
                 // A keep-alive may fail while no leader is known; the next round retries.
                 if keeper.keep_alive().await.is_ok() {
                     let _ = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
                 }
             }
+            drop(keepers);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+    for i in 0..1000 {
+        let id = fc.lease_grant(5, None).await.unwrap().id();
+        let keeper = fc.lease_keep_alive(id).await.unwrap();
+        keepers.lock().await.push(keeper);
+        fc.put(format!("l/{i:04}"), "v", Some(PutOptions::new().with_lease(id))).await.unwrap();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let old_leader = common::member_id(&c.members[leader]).await;
     c.members[leader].kill();

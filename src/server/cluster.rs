@@ -50,8 +50,22 @@ fn to_pb_list(members: &[Member]) -> Vec<MemberPb> {
     members.iter().map(to_pb).collect()
 }
 
+/// etcd's `types.NewURLs` rules: a known scheme, `host:port`, no path (a query is allowed).
 fn valid_urls(urls: &[String]) -> bool {
-    !urls.is_empty() && urls.iter().all(|u| u.starts_with("http://") || u.starts_with("https://"))
+    !urls.is_empty() && urls.iter().all(|u| valid_url(u))
+}
+
+fn valid_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
+        return false;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, tail) = rest.split_at(end);
+    let Some((name, port)) = host.rsplit_once(':') else { return false };
+    let port_ok = port.chars().all(|c| c.is_ascii_digit());
+    let name_ok = !name.contains(':') || (name.starts_with('[') && name.ends_with(']'));
+    port_ok && name_ok && !tail.starts_with('/')
 }
 
 impl Server {
@@ -115,6 +129,7 @@ impl Server {
         if !valid_urls(&peer_urls) {
             return Err(Error::MemberBadUrls);
         }
+        self.members.get(id).ok_or(Error::MemberNotFound)?;
         let members = self.members.list();
         if members.iter().any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
             return Err(Error::PeerUrlExists);
@@ -213,6 +228,18 @@ mod tests {
 
     fn member(id: u64, started: bool, is_learner: bool) -> Member {
         Member { id, name: if started { format!("m{id}") } else { String::new() }, is_learner, ..Default::default() }
+    }
+
+    #[test]
+    fn member_urls_follow_etcds_rules() {
+        for ok in
+            ["http://127.0.0.1:2380", "https://a.b:1", "http://127.0.0.1:1?q=1", "unix://sock:1", "http://[::1]:2380"]
+        {
+            assert!(valid_url(ok), "{ok}");
+        }
+        for bad in ["http://", "http://127.0.0.1:1/path", "http://127.0.0.1", "http://unix://x", "ftp://a:1", "a:1"] {
+            assert!(!valid_url(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Control answers travel on the same channel as deliveries; the hub itself sends a watch's
 //! `created` answer while registering it, so the answer precedes the watch's events and names
 //! the revision the watch starts after. Watch ids are chosen by the client or, when 0, assigned
-//! as etcd does (the lowest unused id counting from 0).
+//! as etcd does (counting up from 0, skipping ids in use, never reusing one).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,7 +86,9 @@ impl WatchSession {
                     while used.contains_key(&self.next_auto_id) {
                         self.next_auto_id += 1;
                     }
-                    self.next_auto_id
+                    // etcd never hands out an automatic id twice on a stream, even once freed.
+                    self.next_auto_id += 1;
+                    self.next_auto_id - 1
                 };
                 // Room for the created answer, which the hub sends while it registers the watch,
                 // so the answer precedes the watch's events and names the revision it starts after.
