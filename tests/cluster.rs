@@ -312,3 +312,21 @@ async fn a_leader_removing_itself_from_two_members_leaves_one_that_serves() {
 async fn a_leader_removing_itself_from_three_members_leaves_two_that_serve() {
     a_leader_removing_itself_leaves_a_working_cluster(3).await;
 }
+
+/// Raft messages from a member of another cluster are refused (etcd's `X-Etcd-Cluster-ID`).
+#[tokio::test]
+async fn raft_streams_from_another_cluster_are_refused() {
+    use metastore::proto::metastorepb::peer_client::PeerClient;
+    use metastore::proto::metastorepb::RaftBatch;
+    let m = Member::start(&["--storage-engine", "memory"]);
+    let mut peer = PeerClient::connect(m.peer_url.clone()).await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![RaftBatch { messages: Vec::new() }]));
+    request.metadata_mut().insert("x-etcd-cluster-id", "deadbeef".parse().unwrap());
+    let err = peer.raft(request).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("cluster ID mismatch"), "{}", err.message());
+    let cluster_id = client(&m).await.status().await.unwrap().header().unwrap().cluster_id();
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![RaftBatch { messages: Vec::new() }]));
+    request.metadata_mut().insert("x-etcd-cluster-id", format!("{cluster_id:x}").parse().unwrap());
+    peer.raft(request).await.expect("its own cluster's stream is served");
+}

@@ -15,7 +15,7 @@ use crate::proto::metastorepb::{
     ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveAnswer, MemberRecord,
     PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
 };
-use crate::server::{RequestContext, Server};
+use crate::server::{RequestContext, Server, CLUSTER_ID_HEADER};
 use crate::tls::PeerTls;
 
 pub struct PeerService {
@@ -25,6 +25,11 @@ pub struct PeerService {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftAck>, Status> {
+        let claimed = req.metadata().get(CLUSTER_ID_HEADER).and_then(|v| v.to_str().ok());
+        if let Err(e) = self.server.accepts_cluster(claimed) {
+            tracing::warn!(error = %e, from = ?req.remote_addr(), "refused a raft stream");
+            return Err(Status::failed_precondition(e.to_string()));
+        }
         let mut stream = req.into_inner();
         while let Some(batch) = stream.next().await {
             for msg in batch?.messages {

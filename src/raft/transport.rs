@@ -41,11 +41,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct PeerBook {
     urls: RwLock<HashMap<u64, Vec<String>>>,
     tls: Option<PeerTls>,
+    /// Sent with every raft stream (as etcd's `X-Etcd-Cluster-ID`), so a member of another
+    /// cluster refuses it.
+    cluster_id: u64,
 }
 
+/// The metadata key carrying the sender's cluster id on peer calls.
+pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
+
 impl PeerBook {
-    pub fn new(tls: Option<PeerTls>) -> Self {
-        Self { urls: RwLock::default(), tls }
+    pub fn new(tls: Option<PeerTls>, cluster_id: u64) -> Self {
+        Self { urls: RwLock::default(), tls, cluster_id }
     }
 
     pub fn tls(&self) -> Option<&PeerTls> {
@@ -134,7 +140,11 @@ async fn peer_loop(
                 let mut client = PeerClient::new(channel);
                 backoff = Duration::from_millis(50);
                 let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-                let call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
+                let mut request = tonic::Request::new(ReceiverStream::new(rx));
+                if let Ok(id) = format!("{:x}", book.cluster_id).parse() {
+                    request.metadata_mut().insert(CLUSTER_ID_HEADER, id);
+                }
+                let call = tokio::spawn(async move { client.raft(request).await });
                 loop {
                     let Some(first) = queue.recv().await else {
                         call.abort();

@@ -47,6 +47,7 @@ use self::membership::{record, Members};
 use self::propose::Proposal;
 use self::waiters::Waiters;
 pub use self::watch::WatchSession;
+pub use crate::raft::CLUSTER_ID_HEADER;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
@@ -134,7 +135,7 @@ impl Server {
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
         let members = Arc::new(Members::open(&*engine)?);
-        let peers = Arc::new(PeerBook::new(cfg.peer_tls.clone()));
+        let peers = Arc::new(PeerBook::new(cfg.peer_tls.clone(), cfg.cluster_id));
         for m in cfg.known_peers.iter().chain(members.list().iter()) {
             peers.set(m.id, m.peer_urls.clone());
         }
