@@ -232,16 +232,20 @@ impl Storage for LogStore {
         self.mem.last_index()
     }
 
+    /// raft-rs asks for a snapshot on the node thread; building one scans every table, so the
+    /// source builds it in the background and this answers "temporarily unavailable" (raft-rs
+    /// asks again later) until one at or past `request_index` is ready.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let unavailable = || raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
         let source = self.snapshots.as_ref().ok_or_else(unavailable)?;
-        let (index, term, data) = source.snapshot().map_err(|e| {
-            tracing::error!(error = %e, to, "making a snapshot failed");
-            unavailable()
-        })?;
-        if index < request_index {
-            return Err(unavailable());
-        }
+        let (index, term, data) = match source.snapshot(request_index) {
+            Ok(Some(ready)) => ready,
+            Ok(None) => return Err(unavailable()),
+            Err(e) => {
+                tracing::error!(error = %e, to, "making a snapshot failed");
+                return Err(unavailable());
+            }
+        };
         let mut snap = Snapshot { data: data.into(), ..Default::default() };
         let meta = snap.mut_metadata();
         meta.index = index;
@@ -281,6 +285,9 @@ mod tests {
                 return Err(Error::Storage("crashed".into()));
             }
             self.inner.write(batch, sync)
+        }
+        fn with_snapshot(&self, read: &mut dyn FnMut(&dyn crate::storage::Reads) -> Result<()>) -> Result<()> {
+            self.inner.with_snapshot(read)
         }
         fn size_bytes(&self) -> u64 {
             self.inner.size_bytes()

@@ -89,10 +89,12 @@ pub trait StateMachine: Send + 'static {
 }
 
 /// Produces state-machine snapshots for members that fell behind the compacted log. Called on
-/// the node thread, between applies, so the state it reads is consistent.
+/// the node thread, so it must not do the work there: it answers `None` while a snapshot is being
+/// built elsewhere.
 pub trait SnapshotSource: Send + Sync + 'static {
-    /// The state as of the last applied entry: `(index, term, data)`.
-    fn snapshot(&self) -> Result<(u64, u64, Vec<u8>)>;
+    /// A consistent state at an applied index of at least `min_index`: `(index, term, data)`,
+    /// or `None` until one is ready.
+    fn snapshot(&self, min_index: u64) -> Result<Option<(u64, u64, Vec<u8>)>>;
 }
 
 /// Sends raft messages to other members.

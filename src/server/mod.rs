@@ -47,7 +47,6 @@ use self::membership::{record, Members};
 use self::propose::Proposal;
 use self::waiters::Waiters;
 pub use self::watch::WatchSession;
-pub use crate::raft::CLUSTER_ID_HEADER;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
@@ -58,6 +57,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::MemberChangeContext;
+pub use crate::raft::CLUSTER_ID_HEADER;
 use crate::raft::{self, Bootstrap, NodeConfig, PeerBook, RaftHandle, Role};
 use crate::storage::schema::{decode_u64, META_APPLIED_INDEX, META_CLUSTER_ID, META_MEMBER_ID};
 use crate::storage::{Engine, Table, WriteBatch};
@@ -169,7 +169,7 @@ impl Server {
             ),
             Start::Join => Bootstrap::Join,
         };
-        let snapshots = Arc::new(snapshot::Snapshots { engine: engine.clone() });
+        let snapshots = Arc::new(snapshot::Snapshots::new(engine.clone()));
         let mut identity = WriteBatch::new();
         identity.put(Table::Meta, META_MEMBER_ID, cfg.member_id.to_be_bytes());
         identity.put(Table::Meta, META_CLUSTER_ID, cfg.cluster_id.to_be_bytes());

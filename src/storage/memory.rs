@@ -30,7 +30,33 @@ fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8
     (Bound::Included(start), upper)
 }
 
+/// A copy of every table, taken under the engine's lock.
+struct MemorySnapshot(Vec<Map>);
+
+impl super::Reads for MemorySnapshot {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0[idx(table)].get(key).cloned())
+    }
+
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
+        if !end.is_empty() && start >= end {
+            return Ok(());
+        }
+        for (k, v) in self.0[idx(table)].range::<[u8], _>(bounds(start, end)) {
+            if !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Engine for MemoryEngine {
+    fn with_snapshot(&self, read: &mut dyn FnMut(&dyn super::Reads) -> Result<()>) -> Result<()> {
+        let copy = MemorySnapshot(self.tables.read().expect("engine lock").to_vec());
+        read(&copy)
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tables.read().expect("engine lock")[idx(table)].get(key).cloned())
     }

@@ -91,12 +91,22 @@ impl WriteBatch {
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> bool + 'a;
 
 /// An ordered key-value engine with named tables.
+/// Reads of a point-in-time engine snapshot (see [`Engine::with_snapshot`]).
+pub trait Reads {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Visits `[start, end)` in key order (`end` empty: to the end) until `visit` says stop.
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
+}
+
 pub trait Engine: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Visits `[start, end)` of `table` in ascending key order until `visit` returns `false`.
     /// An empty `end` means "to the end of the table".
     fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
+
+    /// Runs `read` on a consistent point-in-time view of every table while writes go on.
+    fn with_snapshot(&self, read: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
 
     /// The values of `keys`, in their order (`None` where absent): one batched lookup where the
     /// engine has one.

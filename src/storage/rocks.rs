@@ -65,7 +65,39 @@ fn table_options(table: Table) -> Options {
     opts
 }
 
+/// A RocksDB snapshot: reads see the database as of its creation.
+struct RocksSnapshot<'a> {
+    engine: &'a RocksEngine,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl super::Reads for RocksSnapshot<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.snap.get_cf(self.engine.cf(table), key).map_err(storage_err)
+    }
+
+    fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
+        if !end.is_empty() && start >= end {
+            return Ok(());
+        }
+        let mut it = self.snap.raw_iterator_cf_opt(self.engine.cf(table), RocksEngine::read_opts(start, end));
+        it.seek(start);
+        while it.valid() {
+            let (k, v) = (it.key().expect("valid iterator"), it.value().expect("valid iterator"));
+            if !visit(k, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(storage_err)
+    }
+}
+
 impl Engine for RocksEngine {
+    fn with_snapshot(&self, read: &mut dyn FnMut(&dyn super::Reads) -> Result<()>) -> Result<()> {
+        read(&RocksSnapshot { engine: self, snap: self.db.snapshot() })
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.cf(table), key).map_err(storage_err)
     }
