@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use common::Member;
 use etcd_client::{
-    AlarmAction, AlarmOptions, AlarmResponse, AlarmType, Client, CompactionOptions, CompactionResponse, Compare,
-    CompareOp, ConnectOptions, DefragmentResponse, DeleteOptions, DeleteResponse, EventType, GetOptions, GetResponse,
+    AlarmAction, AlarmResponse, AlarmType, Client, CompactionOptions, CompactionResponse, Compare, CompareOp,
+    ConnectOptions, DefragmentResponse, DeleteOptions, DeleteResponse, EventType, GetOptions, GetResponse,
     HashKvResponse, HashResponse, KeyValue, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveOptions, LeaseTimeToLiveResponse, Member as PbMember,
     MemberAddOptions, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,

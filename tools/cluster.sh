@@ -20,10 +20,8 @@ start() {
     if [ -f "$dir/m$i.pid" ] && kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null; then
       echo "m$i already running (pid $(cat "$dir/m$i.pid"))"; continue
     fi
-    "$bin" --name "m$i" --data-dir "$dir/m$i" \
-      --listen-client-urls "http://127.0.0.1:${clients[$i]}" --advertise-client-urls "http://127.0.0.1:${clients[$i]}" \
-      --listen-peer-urls "http://127.0.0.1:${peers[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peers[$i]}" \
-      --initial-cluster "$initial" --initial-cluster-token local-cluster >"$dir/m$i.log" 2>&1 &
+    "$(dirname "${BASH_SOURCE[0]}")/member.sh" "$bin" "m$i" "$dir/m$i" "http://127.0.0.1:${clients[$i]}" \
+      "http://127.0.0.1:${peers[$i]}" "$initial" --initial-cluster-token local-cluster >"$dir/m$i.log" 2>&1 &
     echo $! >"$dir/m$i.pid"
   done
   for _ in $(seq 1 100); do

@@ -21,13 +21,20 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
 }
 
+/// The one launcher of a member (`tools/member.sh`), which the other tools call too: it builds
+/// the flags and execs the server, so the child's PID is the member's.
+pub const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/member.sh");
+
 pub struct Member {
     /// The server binary: [`BIN`] or [`ETCD_BIN`].
     pub bin: &'static str,
     pub child: Option<Child>,
+    pub name: String,
     pub client_url: String,
     pub peer_url: String,
     pub data_dir: PathBuf,
+    pub initial_cluster: String,
+    /// Flags beyond the ones the launcher sets (name, data dir, URLs, initial cluster).
     pub args: Vec<String>,
     /// Environment variables of the process (e.g. `METASTORE_FAILPOINTS`).
     pub env: Vec<(String, String)>,
@@ -73,30 +80,15 @@ impl Member {
     fn configure(data_dir: &Path, extra: &[&str]) -> Member {
         let client_url = format!("http://127.0.0.1:{}", free_port());
         let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = vec![
-            "--name".into(),
-            "n1".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--listen-client-urls".into(),
-            client_url.clone(),
-            "--advertise-client-urls".into(),
-            client_url.clone(),
-            "--listen-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-cluster".into(),
-            format!("n1={peer_url}"),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
         Member {
             bin: BIN,
             child: None,
+            name: "n1".into(),
+            initial_cluster: format!("n1={peer_url}"),
             client_url,
             peer_url,
             data_dir: data_dir.to_path_buf(),
-            args,
+            args: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             _tmp: None,
         }
@@ -111,7 +103,9 @@ impl Member {
     /// Starts the process without waiting (members of a cluster wait for each other).
     pub fn spawn_nowait(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let child = Command::new(self.bin)
+        let data_dir = self.data_dir.display().to_string();
+        let child = Command::new(LAUNCHER)
+            .args([self.bin, &self.name, &data_dir, &self.client_url, &self.peer_url, &self.initial_cluster])
             .args(&self.args)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
@@ -333,34 +327,21 @@ impl Member {
         extra: &[&str],
     ) -> Member {
         std::fs::create_dir_all(data_dir).expect("member dir");
-        let data = data_dir.join("data");
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let mut args: Vec<String> = [
-            "--name",
-            name,
-            "--data-dir",
-            &data.display().to_string(),
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            initial_cluster,
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> =
+            ["--heartbeat-interval", "50", "--election-timeout", "500"].iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Member { bin: BIN, child: None, client_url, peer_url, data_dir: data, args, env: Vec::new(), _tmp: None }
+        Member {
+            bin: BIN,
+            child: None,
+            name: name.to_string(),
+            client_url: format!("http://127.0.0.1:{client}"),
+            peer_url: format!("http://127.0.0.1:{peer}"),
+            data_dir: data_dir.join("data"),
+            initial_cluster: initial_cluster.to_string(),
+            args,
+            env: Vec::new(),
+            _tmp: None,
+        }
     }
 }
 

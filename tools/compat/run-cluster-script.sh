@@ -123,11 +123,9 @@ start_cluster() {
     endpoints=$(IFS=,; echo "${client_urls[*]}")
     for i in 0 1 2; do
         rm -rf "$workdir/${names[i]}"
-        "$server" --name "${names[i]}" --data-dir "$workdir/${names[i]}" \
-            --listen-client-urls "${client_urls[i]}" --advertise-client-urls "${client_urls[i]}" \
-            --listen-peer-urls "${peer_urls[i]}" --initial-advertise-peer-urls "${peer_urls[i]}" \
-            --initial-cluster "$initial_cluster" --initial-cluster-state new \
-            --initial-cluster-token "$token" \
+        "$here/../member.sh" "$server" "${names[i]}" "$workdir/${names[i]}" \
+            "${client_urls[i]}" "${peer_urls[i]}" "$initial_cluster" \
+            --initial-cluster-state new --initial-cluster-token "$token" \
             </dev/null >"$workdir/${names[i]}.log" 2>&1 &
         pids+=($!)
     done

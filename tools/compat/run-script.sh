@@ -120,10 +120,7 @@ start_server() {
     client_url=http://127.0.0.1:$client_port
     peer_url=http://127.0.0.1:$peer_port
     rm -rf "$workdir/data"
-    "$server" --name n1 --data-dir "$workdir/data" \
-        --listen-client-urls "$client_url" --advertise-client-urls "$client_url" \
-        --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
-        --initial-cluster "n1=$peer_url" \
+    "$here/../member.sh" "$server" n1 "$workdir/data" "$client_url" "$peer_url" "n1=$peer_url" \
         </dev/null >"$workdir/server.log" 2>&1 &
     server_pid=$!
 }
