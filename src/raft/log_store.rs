@@ -277,9 +277,6 @@ mod tests {
         fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
             self.inner.scan(table, start, end, visit)
         }
-        fn scan_rev(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
-            self.inner.scan_rev(table, start, end, visit)
-        }
         fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
             if self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err() {
                 return Err(Error::Storage("crashed".into()));
@@ -291,9 +288,6 @@ mod tests {
         }
         fn size_bytes(&self) -> u64 {
             self.inner.size_bytes()
-        }
-        fn kind(&self) -> &'static str {
-            "crashing"
         }
     }
 

@@ -74,19 +74,6 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
-    fn scan_rev(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
-        if !end.is_empty() && start >= end {
-            return Ok(());
-        }
-        let tables = self.tables.read().expect("engine lock");
-        for (k, v) in tables[idx(table)].range::<[u8], _>(bounds(start, end)).rev() {
-            if !visit(k, v) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
         let mut tables = self.tables.write().expect("engine lock");
         for op in batch.ops {
@@ -113,9 +100,5 @@ impl Engine for MemoryEngine {
     fn size_bytes(&self) -> u64 {
         let tables = self.tables.read().expect("engine lock");
         tables.iter().flat_map(|m| m.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum()
-    }
-
-    fn kind(&self) -> &'static str {
-        "memory"
     }
 }

@@ -114,17 +114,11 @@ pub trait Engine: Send + Sync + 'static {
         keys.iter().map(|k| self.get(table, k)).collect()
     }
 
-    /// Visits `[start, end)` in descending key order (newest first for revision-keyed tables).
-    fn scan_rev(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
-
     /// Applies `batch` atomically; with `sync`, durably (fsync) before returning.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
 
     /// Approximate bytes used on disk (or in memory), as reported in `Status.dbSize`.
     fn size_bytes(&self) -> u64;
-
-    /// A short name for logs and `Status`: `rocksdb` or `memory`.
-    fn kind(&self) -> &'static str;
 }
 
 /// Decodes every value of `table` as a protobuf message `M`, in key order; a value that does not
@@ -145,7 +139,8 @@ pub fn decode_all<M: prost::Message + Default>(engine: &dyn Engine, table: Table
     }
 }
 
-/// Collects every key-value pair of `[start, end)` in ascending order.
+/// Collects every key-value pair of `[start, end)` in ascending order (for tests).
+#[cfg(test)]
 pub fn scan_all(engine: &dyn Engine, table: Table, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     engine.scan(table, start, end, &mut |k, v| {

@@ -125,22 +125,6 @@ impl Engine for RocksEngine {
         Ok(())
     }
 
-    fn scan_rev(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
-        if !end.is_empty() && start >= end {
-            return Ok(());
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(table), Self::read_opts(start, end));
-        it.seek_to_last();
-        while it.valid() {
-            let (k, v) = (it.key().expect("valid iterator"), it.value().expect("valid iterator"));
-            if !visit(k, v) {
-                break;
-            }
-            it.prev();
-        }
-        it.status().map_err(storage_err)
-    }
-
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {
@@ -179,9 +163,5 @@ impl Engine for RocksEngine {
                 sst.ok().flatten().unwrap_or(0) + mem.ok().flatten().unwrap_or(0)
             })
             .sum()
-    }
-
-    fn kind(&self) -> &'static str {
-        "rocksdb"
     }
 }
