@@ -1,29 +1,87 @@
-//! The raft log and hard state: kept in memory (raft-rs `MemStorage`) for raft's reads and
-//! persisted to the engine's `raft_log` / `raft_state` tables before raft is told they are
-//! durable.
+//! The raft log and hard state, persisted in the engine's `raft_log` / `raft_state` tables, with
+//! only the newest entries kept in memory.
+//!
+//! ```text
+//!   engine raft_log:  [first ............................................. last]
+//!   memory `recent`:                                     [recent_first ... last]  (≤ RECENT_BYTES)
+//! ```
 //!
 //! Contract with the node loop: [`LogStore::persist`] writes new entries (truncating any
-//! conflicting suffix) and the hard state in ONE synced batch, then updates the in-memory copy.
-//! At open, the in-memory copy is rebuilt from the engine; a commit index older than the applied
-//! index (the applied index is written by the state machine, which may run ahead of the last
-//! persisted hard state) is raised to it, since applied entries were committed.
+//! conflicting suffix) and the hard state in ONE synced batch, then updates the in-memory tail.
+//! raft reads recent entries from memory and older ones (a lagging follower's catch-up, a
+//! restart's replay) from the engine, so memory stays bounded whatever `--snapshot-count` is.
+//! At open, a commit index older than the applied index (the applied index is written by the
+//! state machine, which may run ahead of the last persisted hard state) is raised to it, since
+//! applied entries were committed.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
-use raft::storage::MemStorage;
-use raft::{GetEntriesContext, RaftState, Storage};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use super::SnapshotSource;
 use crate::error::{Error, Result};
 use crate::storage::schema::{decode_u64, u64_key, RAFT_CONF_STATE, RAFT_HARD_STATE, RAFT_TRUNCATED};
 use crate::storage::{Engine, Table, WriteBatch};
 
+/// Bytes of the newest entries kept in memory (at least one entry is always kept).
+const RECENT_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct LogStore {
-    mem: MemStorage,
     engine: Arc<dyn Engine>,
     snapshots: Option<Arc<dyn SnapshotSource>>,
+    state: RwLock<LogState>,
+}
+
+struct LogState {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// The log holds the entries after this `(index, term)`: the truncation point or snapshot.
+    truncated: (u64, u64),
+    /// Index of the last entry (`truncated.0` when the log is empty).
+    last: u64,
+    /// The newest entries, contiguous, ending at `last`.
+    recent: VecDeque<Entry>,
+    recent_bytes: usize,
+}
+
+impl LogState {
+    fn recent_first(&self) -> u64 {
+        self.recent.front().map(|e| e.index).unwrap_or(self.last + 1)
+    }
+
+    /// Appends entries that follow on from `last` (after the caller cut any conflicting suffix),
+    /// then drops the oldest kept entries beyond the memory budget.
+    fn push(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.recent_bytes += e.compute_size() as usize;
+            self.recent.push_back(e.clone());
+            self.last = e.index;
+        }
+        while self.recent.len() > 1 && self.recent_bytes > RECENT_BYTES {
+            let dropped = self.recent.pop_front().expect("more than one entry");
+            self.recent_bytes -= dropped.compute_size() as usize;
+        }
+    }
+
+    /// Forgets entries from `index` on (they are being replaced).
+    fn cut_from(&mut self, index: u64) {
+        while self.recent.back().is_some_and(|e| e.index >= index) {
+            let dropped = self.recent.pop_back().expect("checked");
+            self.recent_bytes -= dropped.compute_size() as usize;
+        }
+        self.last = self.last.min(index.saturating_sub(1)).max(self.truncated.0);
+    }
+
+    /// Forgets entries before `index` (compacted away).
+    fn drop_before(&mut self, index: u64) {
+        while self.recent.front().is_some_and(|e| e.index < index) {
+            let dropped = self.recent.pop_front().expect("checked");
+            self.recent_bytes -= dropped.compute_size() as usize;
+        }
+    }
 }
 
 fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M> {
@@ -32,6 +90,10 @@ fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M> {
 
 fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
     m.write_to_bytes().expect("encoding a raft message into memory cannot fail")
+}
+
+fn store_err(e: Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
 }
 
 impl LogStore {
@@ -64,46 +126,55 @@ impl LogStore {
 
     /// Opens an existing log. `applied` is the state machine's applied index.
     pub fn open(engine: Arc<dyn Engine>, applied: u64) -> Result<Self> {
-        let cs: ConfState = match engine.get(Table::RaftState, RAFT_CONF_STATE)? {
+        let conf_state: ConfState = match engine.get(Table::RaftState, RAFT_CONF_STATE)? {
             Some(b) => decode(&b, "conf state")?,
             None => return Err(Error::Storage("raft conf state missing".into())),
         };
-        let mut hs: HardState = match engine.get(Table::RaftState, RAFT_HARD_STATE)? {
+        let mut hard_state: HardState = match engine.get(Table::RaftState, RAFT_HARD_STATE)? {
             Some(b) => decode(&b, "hard state")?,
             None => HardState::default(),
         };
-        let (trunc_index, trunc_term) = match engine.get(Table::RaftState, RAFT_TRUNCATED)? {
+        let truncated = match engine.get(Table::RaftState, RAFT_TRUNCATED)? {
             Some(b) if b.len() == 16 => (decode_u64(&b[..8]).unwrap_or(0), decode_u64(&b[8..]).unwrap_or(0)),
             _ => (0, 0),
         };
-        let mem = MemStorage::new();
-        if trunc_index == 0 {
-            mem.initialize_with_conf_state(cs);
-        } else {
-            let mut snap = Snapshot::default();
-            snap.mut_metadata().index = trunc_index;
-            snap.mut_metadata().term = trunc_term;
-            snap.mut_metadata().set_conf_state(cs);
-            mem.wl().apply_snapshot(snap).map_err(|e| Error::Storage(e.to_string()))?;
-        }
-        let mut entries = Vec::new();
+        let mut state = LogState {
+            hard_state: HardState::default(),
+            conf_state,
+            truncated,
+            last: truncated.0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+        };
         let mut bad = None;
-        engine.scan(Table::RaftLog, &u64_key(trunc_index + 1), &[], &mut |_, v| {
+        let mut expected = truncated.0 + 1;
+        engine.scan(Table::RaftLog, &u64_key(truncated.0 + 1), &[], &mut |_, v| {
             match Entry::parse_from_bytes(v) {
-                Ok(e) => entries.push(e),
+                Ok(e) if e.index == expected => {
+                    expected += 1;
+                    state.push(std::slice::from_ref(&e));
+                }
+                Ok(e) => bad = Some(format!("entry {} where {expected} was expected", e.index)),
                 Err(e) => bad = Some(e.to_string()),
             }
             bad.is_none()
         })?;
         if let Some(e) = bad {
-            return Err(Error::Storage(format!("corrupt raft entry: {e}")));
+            return Err(Error::Storage(format!("corrupt raft log: {e}")));
         }
-        mem.wl().append(&entries).map_err(|e| Error::Storage(e.to_string()))?;
-        if hs.commit < applied {
-            hs.commit = applied;
+        if hard_state.commit < applied {
+            hard_state.commit = applied;
         }
-        mem.wl().set_hardstate(hs);
-        Ok(Self { mem, engine, snapshots: None })
+        state.hard_state = hard_state;
+        Ok(Self { engine, snapshots: None, state: RwLock::new(state) })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, LogState> {
+        self.state.read().expect("raft log lock")
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, LogState> {
+        self.state.write().expect("raft log lock")
     }
 
     pub fn set_snapshot_source(&mut self, source: Arc<dyn SnapshotSource>) {
@@ -125,13 +196,18 @@ impl LogStore {
         hs.term = hs.term.max(meta.term);
         batch.put(Table::RaftState, RAFT_HARD_STATE, encode(&hs));
         self.engine.write(batch, true)?;
-        let mut empty = snap.clone();
-        empty.data = Default::default();
-        self.mem.wl().apply_snapshot(empty).map_err(|e| Error::Storage(e.to_string()))
+        let mut st = self.write();
+        st.recent.clear();
+        st.recent_bytes = 0;
+        st.truncated = (meta.index, meta.term);
+        st.last = meta.index;
+        st.conf_state = meta.get_conf_state().clone();
+        st.hard_state = hs;
+        Ok(())
     }
 
     pub fn first_index(&self) -> u64 {
-        self.mem.first_index().unwrap_or(1)
+        self.read().truncated.0 + 1
     }
 
     /// Durably appends `entries` (replacing any conflicting suffix) and stores `hs`, in one synced
@@ -139,8 +215,7 @@ impl LogStore {
     pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
         let mut batch = WriteBatch::new();
         if let Some(first) = entries.first() {
-            let last_stored = self.mem.last_index().map_err(|e| Error::Storage(e.to_string()))?;
-            if first.index <= last_stored {
+            if first.index <= self.read().last {
                 batch.delete_range(Table::RaftLog, u64_key(first.index).to_vec(), Vec::new());
             }
             for e in entries {
@@ -154,12 +229,15 @@ impl LogStore {
             return Ok(());
         }
         self.engine.write(batch, true)?;
-        let mut core = self.mem.wl();
-        if !entries.is_empty() {
-            core.append(entries).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut st = self.write();
+        if let Some(first) = entries.first() {
+            // Entries from `first` on are replaced, including older ones than the kept tail: the
+            // engine holds the rest.
+            st.cut_from(first.index);
+            st.push(entries);
         }
         if let Some(hs) = hs {
-            core.set_hardstate(hs.clone());
+            st.hard_state = hs.clone();
         }
         Ok(())
     }
@@ -167,7 +245,7 @@ impl LogStore {
     /// Records a commit index learned after persistence (raft's light ready); it is written to
     /// the engine with the next batch, and raised from the applied index at open if lost.
     pub fn set_commit(&self, commit: u64) {
-        self.mem.wl().mut_hard_state().commit = commit;
+        self.write().hard_state.commit = commit;
     }
 
     /// Persists a new configuration (after a conf change is applied).
@@ -175,39 +253,72 @@ impl LogStore {
         let mut batch = WriteBatch::new();
         batch.put(Table::RaftState, RAFT_CONF_STATE, encode(&cs));
         self.engine.write(batch, false)?;
-        self.mem.wl().set_conf_state(cs);
+        self.write().conf_state = cs;
         Ok(())
     }
 
     /// Drops log entries before `index` (kept: `index` onwards), recording the truncation point.
     /// The caller guarantees every entry before `index` is applied and durable.
     pub fn compact(&self, index: u64) -> Result<()> {
-        let first = self.mem.first_index().map_err(|e| Error::Storage(e.to_string()))?;
-        if index <= first {
+        if index <= self.first_index() {
             return Ok(());
         }
-        let term = self.mem.term(index - 1).map_err(|e| Error::Storage(e.to_string()))?;
+        let term = self.term(index - 1).map_err(|e| Error::Storage(e.to_string()))?;
         let mut batch = WriteBatch::new();
         batch.delete_range(Table::RaftLog, u64_key(0).to_vec(), u64_key(index).to_vec());
         let mut trunc = u64_key(index - 1).to_vec();
         trunc.extend_from_slice(&u64_key(term));
         batch.put(Table::RaftState, RAFT_TRUNCATED, trunc);
         self.engine.write(batch, false)?;
-        self.mem.wl().compact(index).map_err(|e| Error::Storage(e.to_string()))
+        let mut st = self.write();
+        st.truncated = (index - 1, term);
+        st.drop_before(index);
+        Ok(())
     }
 
     pub fn hard_state(&self) -> HardState {
-        self.mem.rl().hard_state().clone()
+        self.read().hard_state.clone()
     }
 
     pub fn conf_state(&self) -> ConfState {
-        self.mem.initial_state().map(|s| s.conf_state).unwrap_or_default()
+        self.read().conf_state.clone()
+    }
+
+    /// Reads `[low, high)` from the engine, stopping once `max_size` bytes are reached (at least
+    /// one entry).
+    fn stored_entries(&self, low: u64, high: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<u64> {
+        let mut size = 0u64;
+        let mut bad = None;
+        self.engine.scan(
+            Table::RaftLog,
+            &u64_key(low),
+            &u64_key(high),
+            &mut |_, v| match Entry::parse_from_bytes(v) {
+                Ok(e) => {
+                    size += u64::from(e.compute_size());
+                    if !out.is_empty() && size > max_size {
+                        return false;
+                    }
+                    out.push(e);
+                    true
+                }
+                Err(e) => {
+                    bad = Some(e.to_string());
+                    false
+                }
+            },
+        )?;
+        match bad {
+            Some(e) => Err(Error::Storage(format!("corrupt raft entry: {e}"))),
+            None => Ok(size),
+        }
     }
 }
 
 impl Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        self.mem.initial_state()
+        let st = self.read();
+        Ok(RaftState { hard_state: st.hard_state.clone(), conf_state: st.conf_state.clone() })
     }
 
     fn entries(
@@ -215,21 +326,62 @@ impl Storage for LogStore {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        ctx: GetEntriesContext,
+        _ctx: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        self.mem.entries(low, high, max_size, ctx)
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let st = self.read();
+        if low <= st.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > st.last + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let recent_first = st.recent_first();
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        if low < recent_first {
+            size = self.stored_entries(low, high.min(recent_first), max_size, &mut out).map_err(store_err)?;
+            if out.len() as u64 != high.min(recent_first) - low {
+                return Ok(out); // the size limit stopped the read
+            }
+        }
+        for e in st.recent.iter().skip_while(|e| e.index < low).take_while(|e| e.index < high) {
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.mem.term(idx)
+        let st = self.read();
+        if idx == st.truncated.0 {
+            return Ok(st.truncated.1);
+        }
+        if idx < st.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > st.last {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let recent_first = st.recent_first();
+        if idx >= recent_first {
+            return Ok(st.recent[(idx - recent_first) as usize].term);
+        }
+        drop(st);
+        let bytes = self.engine.get(Table::RaftLog, &u64_key(idx)).map_err(store_err)?;
+        let bytes = bytes.ok_or_else(|| store_err(Error::Storage(format!("raft entry {idx} missing"))))?;
+        decode::<Entry>(&bytes, "entry").map(|e| e.term).map_err(store_err)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        self.mem.first_index()
+        Ok(self.read().truncated.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        self.mem.last_index()
+        Ok(self.read().last)
     }
 
     /// raft-rs asks for a snapshot on the node thread; building one scans every table, so the
@@ -258,6 +410,38 @@ impl Storage for LogStore {
 
 #[cfg(test)]
 mod tests {
+    /// Entries older than the in-memory tail are read back from the engine, conflicts older than
+    /// the tail replace the stored suffix, and a reopened log sees the same entries.
+    #[test]
+    fn entries_beyond_the_memory_budget_come_from_the_engine() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let store = LogStore::bootstrap(engine.clone(), vec![1], Vec::new(), WriteBatch::new()).unwrap();
+        let big = |index: u64, term: u64| Entry { index, term, data: vec![7u8; 1 << 20].into(), ..Default::default() };
+        let entries: Vec<Entry> = (1..=40).map(|i| big(i, 1)).collect();
+        store.persist(&entries, None).unwrap();
+        assert!(store.read().recent.len() < 40, "the tail is bounded by bytes");
+        assert!(store.read().recent_first() > 1);
+        let all = store.entries(1, 41, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(all.iter().map(|e| e.index).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+        let limited = store.entries(1, 41, 7 << 19, GetEntriesContext::empty(false)).unwrap(); // 3.5 MiB
+        assert_eq!(limited.len(), 3, "max_size is honoured across engine and memory");
+        assert_eq!(store.term(2).unwrap(), 1);
+        // A new leader replaces entries from 5 on, older than the kept tail.
+        let replaced: Vec<Entry> = (5..=6).map(|i| big(i, 2)).collect();
+        store.persist(&replaced, None).unwrap();
+        assert_eq!(store.last_index().unwrap(), 6);
+        assert_eq!(store.term(6).unwrap(), 2);
+        assert_eq!(store.term(4).unwrap(), 1);
+        let reopened = LogStore::open(engine, 0).unwrap();
+        let terms: Vec<u64> =
+            reopened.entries(1, 7, None, GetEntriesContext::empty(false)).unwrap().iter().map(|e| e.term).collect();
+        assert_eq!(terms, vec![1, 1, 1, 1, 2, 2]);
+        reopened.compact(4).unwrap();
+        assert_eq!(reopened.first_index(), 4);
+        assert_eq!(reopened.term(3).unwrap(), 1);
+        assert!(reopened.entries(2, 5, None, GetEntriesContext::empty(false)).is_err());
+    }
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
