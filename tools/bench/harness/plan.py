@@ -13,7 +13,7 @@ MODES = {
     "quick": {"duration": 3, "scale_keys": 100_000, "scale_load_cap": 150, "full_only": False,
               "scan_keys": 100_000, "scan_duration": 10, "scan_sizes": (1, 3), "scan_cap": 240},
     "full": {"duration": 15, "scale_keys": 1_000_000, "scale_load_cap": 420, "full_only": True,
-             "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1,), "scan_cap": 540},
+             "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1, 3), "scan_cap": 540},
 }
 
 KV = ["--key-size", "16", "--val-size", "256"]
