@@ -15,7 +15,7 @@ Sections, in order:
   scale    a fresh server of each kind loaded with N keys (16-byte keys, 256-byte values;
            1,000,000 in full mode), then RSS, data-dir size, restart time to serving, and
            point-get and 1,000-key-prefix latency after the restart.
-  scan     reads under writes: a fresh server of each kind (1 member, and 3 in quick mode) loaded
+  scan     reads under writes: a fresh server of each kind (1 member, then 3) loaded
            with N keys (1,000,000 in full mode, 100,000 in quick), then `put-under-scan`: puts
            from 10 clients without, then with, a linearizable full-keyspace Range looping
            (`get --prefix ""`); write p50/p99/max both ways, scans completed, raft term before
