@@ -52,13 +52,17 @@ test-etcd-e2e: build
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 20 minutes; about 3 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
+# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan) runs only those sections and
+# replaces only their part of $(BENCH_OUT).
 BENCH_QUICK ?=
+BENCH_SECTIONS ?=
 BENCH_OUT ?= docs/benchmarks.md
 BENCH_JSON ?= $(CACHE_DIR)/bench/last-run.json
 bench: build
 	mkdir -p $(dir $(BENCH_JSON))
 	python3 tools/bench/compare.py --bench $(CARGO_TARGET_DIR)/release/metastore-bench --metastore $(BIN) \
-	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick)
+	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick) \
+	  $(if $(BENCH_SECTIONS),--sections $(BENCH_SECTIONS))
 
 lint:
 	$(CARGO) fmt --check
