@@ -50,7 +50,7 @@ test-etcd-e2e: build
 	tools/etcd-e2e.sh --etcd $(BIN) --run '$(RUN)'
 	@if [ '$(RUN)' = '$(E2E_TESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
 
-# etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 20 minutes; about 3 with
+# etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
 # BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan) runs only those sections and
 # replaces only their part of $(BENCH_OUT).

@@ -234,7 +234,7 @@ def parse_args():
     p.add_argument("--bench", required=True, help="metastore-bench binary")
     p.add_argument("--metastore", required=True, help="metastore server binary")
     p.add_argument("--etcd", default="/usr/bin/etcd")
-    p.add_argument("--quick", action="store_true", help="about 3 minutes instead of about 20")
+    p.add_argument("--quick", action="store_true", help="about 5 minutes instead of about 25")
     p.add_argument("--out", help="markdown file to write (e.g. docs/benchmarks.md)")
     p.add_argument("--json-out", help="also write every raw report to this JSON file")
     p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
