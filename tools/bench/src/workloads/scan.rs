@@ -18,7 +18,9 @@
 //! during it. The scanners connect to the first endpoint (the leader with `--target-leader`).
 //!
 //! The report's latency is the put latency under scan; `extra` carries the baseline, the p99
-//! ratio, scans completed/failed, scan latency, keys per scan and the terms.
+//! ratio, scans completed/failed, scan latency, keys per scan and the terms. The scanners run on a
+//! runtime and threads of their own (see [`Scanners`]), so decoding their huge responses never
+//! delays a put task; they still share the machine's CPUs with the puts and the server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,6 +115,68 @@ async fn scanner(mut kv: KvClient, options: GetOptions, timeout: Duration, rec: 
     }
 }
 
+/// The scanners run on their own runtime and OS threads: decoding a response of hundreds of
+/// megabytes takes seconds of CPU, which on the puts' runtime would hold up the put tasks queued
+/// on that worker and show up as put latency that no server caused.
+struct Scanners {
+    thread: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Scanners {
+    /// Connects `--scanners` clients to `endpoint` and starts their loops; returns once all are connected.
+    async fn start(
+        endpoint: String,
+        a: &PutUnderScanArgs,
+        rec: Arc<Recorder>,
+        stats: Arc<ScanStats>,
+    ) -> Result<Self, String> {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let (n, options, timeout) = (a.scanners, scan_options(a), a.scan_timeout);
+        let thread = std::thread::Builder::new()
+            .name("scanners".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("scanner runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut kvs = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        match conn::connect_one(&endpoint).await {
+                            Ok(c) => kvs.push(c.kv_client().max_decoding_message_size(SCAN_MAX_DECODE)),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    for kv in kvs {
+                        tokio::spawn(scanner(kv, options.clone(), timeout, rec.clone(), stats.clone()));
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = stop_rx.await;
+                });
+                // Dropping the runtime cancels a scan still in flight.
+                rt.shutdown_timeout(Duration::from_secs(5));
+            })
+            .map_err(|e| format!("scanner thread: {e}"))?;
+        ready_rx.await.map_err(|_| "scanner thread ended early".to_string())??;
+        Ok(Self { thread, stop })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
 #[derive(Default)]
 struct ScanStats {
     stop: AtomicBool,
@@ -162,20 +226,13 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
 
     let stats = Arc::new(ScanStats::default());
     let scan_rec = Arc::new(Recorder::new(&["scan"]));
-    let mut scanners = Vec::with_capacity(a.scanners);
-    for _ in 0..a.scanners {
-        let kv = conn::connect_one(&scan_endpoint).await?.kv_client().max_decoding_message_size(SCAN_MAX_DECODE);
-        let (rec, stats) = (scan_rec.clone(), stats.clone());
-        scanners.push(tokio::spawn(scanner(kv, scan_options(a), a.scan_timeout, rec, stats)));
-    }
+    let scanners = Scanners::start(scan_endpoint.clone(), a, scan_rec.clone(), stats.clone()).await?;
     let rec = Arc::new(Recorder::new(&["put"]));
     let elapsed = runner::run(&super::opts(g, "put (under scan)"), &rec, put_workers(g, a, &clients, 1000)).await;
     stats.stop.store(true, Ordering::Relaxed);
     // A scan still running when the puts end is not waited for: it did not complete in the phase.
     let unfinished = stats.in_flight.load(Ordering::Relaxed);
-    for s in &scanners {
-        s.abort();
-    }
+    scanners.stop().await;
     let t2 = terms(&g.endpoints).await;
 
     let cfg = json!({"key_size": a.keys.key_size, "val_size": a.keys.val_size,
