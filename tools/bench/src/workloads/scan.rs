@@ -201,7 +201,8 @@ fn phase_json(rec: &Recorder, elapsed: Duration) -> Value {
     let r = Report::from_recorder("put", rec, elapsed, Value::Null);
     let errors: Map<String, Value> = r.errors.iter().map(|(c, (n, _))| (c.clone(), json!(n))).collect();
     json!({"ok": r.ok(), "errors": errors, "elapsed_s": elapsed.as_secs_f64(), "throughput": r.throughput(),
-        "latency_ms": latency_json(&r.latency)})
+        "latency_ms": latency_json(&r.latency), "over_100ms": r.latency.count_above(100_000_000),
+        "over_1s": r.latency.count_above(1_000_000_000)})
 }
 
 pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
@@ -248,6 +249,8 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
         r.set("p99_ratio", if p99_base > 0.0 { json!(p99_under / p99_base) } else { Value::Null });
     }
     r.set("baseline", baseline);
+    r.set("puts_over_100ms", r.latency.count_above(100_000_000));
+    r.set("puts_over_1s", r.latency.count_above(1_000_000_000));
     r.set("load_s", load_s);
     r.set("loaded_keys", a.load_keys);
     r.set("scans_completed", scans.ok());
