@@ -50,15 +50,19 @@ test-etcd-e2e: build
 	tools/etcd-e2e.sh --etcd $(BIN) --run '$(RUN)'
 	@if [ '$(RUN)' = '$(E2E_TESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
 
-# etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 20 minutes; about 3 with
+# etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
+# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan) runs only those sections and
+# replaces only their part of $(BENCH_OUT).
 BENCH_QUICK ?=
+BENCH_SECTIONS ?=
 BENCH_OUT ?= docs/benchmarks.md
 BENCH_JSON ?= $(CACHE_DIR)/bench/last-run.json
 bench: build
 	mkdir -p $(dir $(BENCH_JSON))
 	python3 tools/bench/compare.py --bench $(CARGO_TARGET_DIR)/release/metastore-bench --metastore $(BIN) \
-	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick)
+	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick) \
+	  $(if $(BENCH_SECTIONS),--sections $(BENCH_SECTIONS))
 	$(MAKE) --no-print-directory bench-layers
 
 # Metadata layers (client/examples/layers_bench.rs): index lookups over 1M entries, MetaStore and

@@ -268,7 +268,10 @@ impl Server {
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
-        let mut resp = kv::range(&self.kv.point_in_time(), r)?;
+        let read = || kv::range(&self.kv.point_in_time(), r);
+        // A range that may read many keys runs with `block_in_place`: the runtime moves the other
+        // tasks of this worker (puts, keep-alives) to another thread while it reads.
+        let mut resp = if may_be_large(r) { tokio::task::block_in_place(read)? } else { read()? };
         self.complete(&mut resp.header);
         Ok(resp)
     }
@@ -324,6 +327,10 @@ pub struct ServerStatus {
     /// Bytes the storage engine holds.
     pub db_size: u64,
     pub is_learner: bool,
+}
+
+fn may_be_large(r: &RangeRequest) -> bool {
+    !r.range_end.is_empty() && !r.count_only && (r.limit == 0 || r.limit > 1000)
 }
 
 fn txn_is_serializable(t: &TxnRequest) -> bool {

@@ -3,7 +3,7 @@
 
     tools/bench/compare.py --bench BIN --metastore BIN [--etcd /usr/bin/etcd] [--quick]
                            [--out docs/benchmarks.md] [--json-out FILE] [--only ID,ID]
-                           [--skip floor,single,cluster,scale] [--keep]
+                           [--skip floor,single,cluster,scale,scan] [--sections scan] [--keep]
 
 Sections, in order:
   floor    fdatasync latency of the data disk and loopback TCP round trip.
@@ -15,6 +15,15 @@ Sections, in order:
   scale    a fresh server of each kind loaded with N keys (16-byte keys, 256-byte values;
            1,000,000 in full mode), then RSS, data-dir size, restart time to serving, and
            point-get and 1,000-key-prefix latency after the restart.
+  scan     reads under writes: a fresh server of each kind (1 member, then 3) loaded
+           with N keys (1,000,000 in full mode, 100,000 in quick), then `put-under-scan`: puts
+           from 10 clients without, then with, a linearizable full-keyspace Range looping
+           (`get --prefix ""`); write p50/p99/max both ways, scans completed, raft term before
+           and after (a change means an election).
+
+With --sections (e.g. `--sections scan`) only those sections run; when --out already exists, the
+run's sections replace their own parts of it (or are added before "## Failures") and the rest
+of the document is kept as it was.
 
 Everything is bounded: each run has a --duration (or a --total under a --duration cap), each
 subprocess a timeout, and every server is stopped by its PID on the way out, error or not.
@@ -47,11 +56,11 @@ class Bench:
         d = duration or self.duration
         return ["--json", "--no-progress", "--duration", f"{d}s", *args]
 
-    def run(self, endpoints, args, wid=None, duration=None, record=True):
+    def run(self, endpoints, args, wid=None, duration=None, record=True, timeout=None):
         argv = self.argv(args, duration)
         if record and wid and wid not in {c[0] for c in self.commands}:
             self.commands.append((wid, ["metastore-bench", "--endpoints", "$EP", *argv]))
-        timeout = (duration or self.duration) + 240
+        timeout = timeout or (duration or self.duration) + 240
         try:
             out = subprocess.run([self.binary, "--endpoints", endpoints, *argv], capture_output=True, text=True,
                                  timeout=timeout)
@@ -176,18 +185,64 @@ def run_scale(bench, opts, workdir, live):
     return out
 
 
+def run_scan(bench, opts, workdir, live):
+    """put-under-scan on a fresh server of each kind per cluster size (etcd first for 1 member,
+    MetaStore first for 3); a server that did not start or died is reported, not retried."""
+    cfg = plan.MODES[opts.mode]
+    keys, duration = cfg["scan_keys"], cfg["scan_duration"]
+    out = {"keys": keys, "duration": duration, "sizes": list(cfg["scan_sizes"]), "runs": {}}
+    for i, size in enumerate(cfg["scan_sizes"]):
+        order = [("etcd", opts.etcd), ("metastore", opts.metastore)]
+        for name, binary in order if i % 2 == 0 else order[::-1]:
+            wid = f"scan-{size}m"
+            base = os.path.join(workdir, wid)
+            c = servers.Cluster(name, binary, base, size, bench.binary)
+            live.append(c)
+            try:
+                c.start(wait=30 if size > 1 else 60)
+            except RuntimeError as e:
+                out["runs"].setdefault(wid, {})[name] = {"harness_error": f"did not start: {e}"}
+                log(f"  scan x{size} {name:<9} did not start: {e}")
+                c.stop()
+                continue
+            r = bench.run(c.endpoints, plan.scan_args(keys, size), wid, duration=duration, timeout=cfg["scan_cap"])
+            dead = [m for m in c.members if not m.alive()]
+            if dead:
+                why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)
+                r = {**r, "harness_error": f"server exited during the run ({why})"}
+            r["peak_rss_kib"] = c.peak_rss_kib()
+            out["runs"].setdefault(wid, {})[name] = r
+            log(f"  scan x{size} {name:<9} {scan_summary(r)}")
+            c.stop()
+            shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
+def scan_summary(r):
+    if "harness_error" in r:
+        return "ERROR " + r["harness_error"]
+    e = r.get("extra", {})
+    base = e.get("baseline", {}).get("latency_ms", {}).get("p99", 0)
+    return (f"load {e.get('load_s', 0):.0f}s; put p99 {base:.2f} ms without scan, "
+            f"{r.get('latency_ms', {}).get('p99', 0):.2f} ms with; {e.get('scans_completed')} scans "
+            f"(p50 {e.get('scan_latency_ms', {}).get('p50', 0):.0f} ms); "
+            f"term changed: {e.get('term_changed_during_scan')}")
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bench", required=True, help="metastore-bench binary")
     p.add_argument("--metastore", required=True, help="metastore server binary")
     p.add_argument("--etcd", default="/usr/bin/etcd")
-    p.add_argument("--quick", action="store_true", help="about 3 minutes instead of about 20")
+    p.add_argument("--quick", action="store_true", help="about 5 minutes instead of about 25")
     p.add_argument("--out", help="markdown file to write (e.g. docs/benchmarks.md)")
     p.add_argument("--json-out", help="also write every raw report to this JSON file")
     p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
                    help="parent of the run's data dirs (must be a real disk, not tmpfs)")
     p.add_argument("--only", help="comma-separated workload ids (debugging)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan")
+    p.add_argument("--sections", help="comma-separated sections to run (default: all); with --out, only "
+                   "their parts of an existing document are replaced")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
     p.add_argument("--render-from", metavar="JSON", help="only re-render a --json-out file of an earlier run")
     if "--render-from" in sys.argv:  # no binaries needed
@@ -197,15 +252,30 @@ def parse_args():
     o.mode = "quick" if o.quick else "full"
     o.only = set(o.only.split(",")) if o.only else None
     o.skip = set(filter(None, o.skip.split(",")))
+    if o.sections:
+        o.skip |= set(SECTIONS) - set(o.sections.split(","))
     for b in () if o.render_from else (o.bench, o.metastore, o.etcd):
         if not os.access(b, os.X_OK):
             p.error(f"not executable: {b}")
     return o
 
 
-def write(text, opts):
+SECTIONS = ("floor", "single", "cluster", "scale", "scan")
+
+
+def write(text, opts, res=None):
     print(text)
-    if opts.out:
+    partial = res is not None and bool(getattr(opts, "sections", None))
+    if opts.out and partial and os.path.exists(opts.out):
+        with open(opts.out) as f:
+            old = f.read()
+        for name in SECTIONS:
+            if name in res:
+                old = doc.splice(old, name, doc.section_text(res, name, partial=True))
+        with open(opts.out, "w") as f:
+            f.write(old)
+        log(f"updated the {', '.join(n for n in SECTIONS if n in res)} section(s) of {opts.out}")
+    elif opts.out:
         with open(opts.out, "w") as f:
             f.write(text)
         log(f"wrote {opts.out}")
@@ -217,7 +287,7 @@ def main():
         with open(opts.render_from) as f:
             res = json.load(f)
         opts.mode = res["mode"]
-        return write(doc.render(res, opts), opts)
+        return write(doc.render(res, opts), opts, res)
     os.makedirs(opts.workdir, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="run-", dir=opts.workdir)
     fs = subprocess.run(["stat", "-f", "-c", "%T", workdir], capture_output=True, text=True).stdout.strip()
@@ -246,6 +316,7 @@ def main():
         ("single", "single member: etcd and MetaStore side by side", lambda: run_single(bench, opts, workdir, live)),
         ("cluster", "three members", lambda: run_cluster(bench, opts, workdir, live)),
         ("scale", "scale run", lambda: run_scale(bench, opts, workdir, live)),
+        ("scan", "reads under writes: put-under-scan", lambda: run_scan(bench, opts, workdir, live)),
     ]
     try:
         for name, title, run in sections:
@@ -272,7 +343,7 @@ def main():
     if opts.json_out:
         with open(opts.json_out, "w") as f:
             json.dump(res, f, indent=1, default=str)
-    write(doc.render(res, opts), opts)
+    write(doc.render(res, opts), opts, res)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,169 @@ def scale_section(s):
     return out
 
 
+def scan_section(s):
+    """Reads under writes: one table per cluster size, etcd and MetaStore side by side."""
+    keys, duration = s["keys"], s["duration"]
+    text = [
+        f"A fresh server of each kind is loaded with {keys:,} keys (`s/<14 digits>`, 256 B values, "
+        "transactions of 100 puts); then `metastore-bench put-under-scan` times puts (16 B keys under `w/`, "
+        f"256 B values, {plan.SCAN_CLIENTS[1]} clients on {plan.SCAN_CLIENTS[0]} connections) for {duration} s with "
+        f"nothing else running, then for {duration} s while one more client loops a linearizable Range over the "
+        "whole keyspace (key `\\0`, range_end `\\0`, no limit, values included: `etcdctl get --prefix \"\"`; "
+        "the client accepts responses up to 2 GiB). A scan still running when the puts stop is not counted. "
+        "The raft term is read with Maintenance.Status from every member before and after each phase: a "
+        "different term or leader afterwards means an election happened. With 3 members the puts and the "
+        "scans go to the leader. The scanning client decodes every response (about 300 MB for 1,000,000 keys) "
+        "on the same 2 cores as the servers, so part of the slowdown with scan is client CPU, for both servers "
+        "alike; the no-scan phase runs right before, on the same loaded data, as the reference.",
+    ]
+    for wid, runs in s["runs"].items():
+        size = int(wid.split("-")[1].rstrip("m"))
+        rows = scan_rows(runs.get("etcd"), runs.get("metastore"))
+        text += ["", f"### {'One member' if size == 1 else f'{size} members'}", "",
+                 table(rows, ("", "etcd", "MetaStore", "MetaStore / etcd"))]
+    return "\n".join(text)
+
+
+def scan_rows(etcd, ms):
+    def get(r, *path):
+        for p in path:
+            if not isinstance(r, dict):
+                return None
+            r = r.get(p)
+        return r
+
+    def term(r):
+        if not r or "harness_error" in r:
+            return None
+        e = r.get("extra", {})
+        changed = e.get("term_changed_during_scan")
+        b, a = e.get("term_after_baseline") or e.get("term_before") or {}, e.get("term_after_scan") or {}
+        word = {True: "**yes**", False: "no", None: "unknown"}[changed]
+        return f"{word} (term {b.get('raft_term')} → {a.get('raft_term')})"
+
+    def base_term(r):
+        if not r or "harness_error" in r:
+            return None
+        e = r.get("extra", {})
+        word = {True: "**yes**", False: "no", None: "unknown"}[e.get("term_changed_during_baseline")]
+        return word
+
+    specs = [
+        ("keys loaded (load time, s)", None, lambda r: get(r, "extra", "loaded_keys"), "n"),
+        ("put p50 ms, no scan", None, lambda r: get(r, "extra", "baseline", "latency_ms", "p50"), "ms"),
+        ("**put p99 ms, no scan**", None, lambda r: get(r, "extra", "baseline", "latency_ms", "p99"), "ms"),
+        ("put p50 ms, with scan", None, lambda r: get(r, "latency_ms", "p50"), "ms"),
+        ("**put p99 ms, with scan**", None, lambda r: get(r, "latency_ms", "p99"), "ms"),
+        ("put max ms, no scan / with scan", "pair", lambda r: (get(r, "extra", "baseline", "latency_ms", "max"),
+                                                              get(r, "latency_ms", "max")), "ms"),
+        ("puts over 100 ms / over 1 s, no scan", "pair", lambda r: (get(r, "extra", "baseline", "over_100ms"),
+                                                                   get(r, "extra", "baseline", "over_1s")), "n"),
+        ("puts over 100 ms / over 1 s, with scan", "pair", lambda r: (get(r, "extra", "puts_over_100ms"),
+                                                                     get(r, "extra", "puts_over_1s")), "n"),
+        ("**put p99 with scan / without**", None, lambda r: get(r, "extra", "p99_ratio"), "x"),
+        ("puts/s, no scan / with scan", "pair", lambda r: (get(r, "extra", "baseline", "throughput"),
+                                                           get(r, "throughput")), "n"),
+        ("**full scans completed**", None, lambda r: get(r, "extra", "scans_completed"), "n"),
+        ("keys per scan", None, lambda r: get(r, "extra", "keys_per_scan"), "n"),
+        ("scan latency p50 / max, ms", "pair", lambda r: (get(r, "extra", "scan_latency_ms", "p50"),
+                                                           get(r, "extra", "scan_latency_ms", "max")), "ms"),
+        ("**election during the scans**", "text", term, None),
+        ("election during the no-scan phase", "text", base_term, None),
+        ("peak RSS (MiB)", None, lambda r: mib(get(r, "peak_rss_kib")), "MiB"),
+    ]
+    rows = []
+    for label, how, f, unit in specs:
+        cells, values = [], []
+        for r in (etcd, ms):
+            if r is None or "harness_error" in r:
+                cells.append("-" if rows else (f"error: {r['harness_error']}" if r else "not run"))
+                values.append(None)
+                continue
+            v = f(r)
+            if how == "text":
+                cells.append(v or "-")
+                values.append(None)
+            elif how == "pair":
+                cells.append(" / ".join(fmt_num(x, unit) for x in v))
+                values.append(None)
+            elif unit == "x":
+                cells.append(f"{v:.2f}×" if v is not None else "-")
+                values.append(v)
+            else:
+                text = fmt_num(v, unit)
+                if label.startswith("keys loaded"):
+                    text += f" ({fmt_num(get(r, 'extra', 'load_s'), 's')})"
+                    v = None  # no ratio: both load the same keys
+                if label.startswith("**full scans") and get(r, "extra", "scans_failed"):
+                    text += f" ({get(r, 'extra', 'scans_failed')} failed)"
+                if label.startswith("put p50 ms, with") and r.get("errors"):
+                    text += " (" + ", ".join(f"{c}×{n}" for c, n in sorted(r["errors"].items())) + ")"
+                cells.append(text)
+                values.append(v)
+        rows.append((label, cells[0], cells[1], ratio(values[0], values[1])))
+    return rows
+
+
+# Each section's heading (the text a partial run's splice looks for) and its intro.
+SECTION_HEADINGS = {
+    "floor": "## Physical floor",
+    "single": "## Single member",
+    "cluster": "## Three members",
+    "scale": "## Scale",
+    "scan": "## Reads under writes: put latency during full-keyspace scans",
+}
+
+
+def section_text(res, name, partial=False):
+    """The markdown of one section, heading included. A partial run (`--sections`) says when and how it
+    was produced, since the rest of the document comes from another run."""
+    head = SECTION_HEADINGS[name]
+    if name == "floor":
+        body = floor_section(res["floor"])
+    elif name == "single":
+        body = ("Both servers run at once, each with a fresh data dir; each workload runs against one and then "
+                "the other, the order alternating from row to row.\n\n" + single_section(res["single"]))
+    elif name == "cluster":
+        body = cluster_section(res["cluster"])
+    elif name == "scale":
+        head = f"## Scale: {res['scale']['keys']:,} keys"
+        body = ("A fresh single member of each server, loaded with sequential keys `s/<14 digits>` in "
+                "transactions of 100 puts; then a graceful restart timed until the first linearizable read "
+                "succeeds, then reads with 1 client.\n\n" + scale_section(res["scale"]))
+    else:
+        body = scan_section(res["scan"])
+    if name == "scan" or partial:
+        make = "make bench BENCH_QUICK=1" if res["mode"] == "quick" else "make bench"
+        argv = "python3 " + shlex.join(res.get("argv", ["tools/bench/compare.py"]))
+        how = f"{res['mode'].capitalize()} mode, {res['date']}"
+        if partial:
+            m = res["machine"]
+            how += (f", this section only (`{argv}`); machine load before it {m['before']['cpu_busy_pct']}% CPU busy "
+                    f"(load average {m['before']['loadavg']}), MetaStore commit {m['metastore_commit']}. The rest "
+                    "of this document comes from the run described at the top.")
+        else:
+            how += f", part of `{make}`."
+        cmds = [" ".join(shlex.quote(a) if a != "$EP" else a for a in argv_)
+                for wid, argv_ in res.get("commands", []) if wid.startswith(name)]
+        body = (how + (" Command per server (`$EP` = its client URL(s)):\n\n```\n" + "\n".join(cmds) + "\n```"
+                       if cmds else "") + "\n\n" + body)
+    return head + "\n\n" + body
+
+
+def splice(document, name, text):
+    """Replaces section `name` of a rendered document (from its heading to the next `## `) with `text`;
+    adds it before `## Failures` (or at the end) when the document has no such section."""
+    head = SECTION_HEADINGS[name]
+    lines = document.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
+    if start is None:
+        at = next((i for i, line in enumerate(lines) if line.startswith("## Failures")), len(lines))
+        return "\n".join(lines[:at] + text.split("\n") + [""] + lines[at:])
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + text.split("\n") + [""] + lines[end:])
+
+
 def failure_list(res):
     """Bullets: every failure code seen, with the server's first message for it."""
     found = []
@@ -182,6 +345,11 @@ def failure_list(res):
         for wid, sides in res.get(section, {}).get("workloads", {}).items():
             for server, r in sides.items():
                 add(section, wid, server, r)
+    for wid, sides in res.get("scan", {}).get("runs", {}).items():
+        for server, r in sides.items():
+            add("scan", wid, server, r)
+            for code, e in sorted(((r or {}).get("extra", {}).get("scan_errors") or {}).items()):
+                found.append(f"- scan / {wid} / {server}: scans failed `{code}` ×{e['count']}: {e['message'][:200]}")
     for server in ("etcd", "metastore"):
         x = res.get("scale", {}).get(server, {})
         add("scale", "load", server, x.get("load"))
@@ -218,19 +386,9 @@ def render(res, opts):
         "",
         "## Machine", "", machine_section(res["machine"]), "",
     ]
-    if "floor" in res:
-        parts += ["## Physical floor", "", floor_section(res["floor"]), ""]
-    if "single" in res:
-        parts += ["## Single member", "",
-                  "Both servers run at once, each with a fresh data dir; each workload runs against one and then "
-                  "the other, the order alternating from row to row.", "", single_section(res["single"]), ""]
-    if "cluster" in res:
-        parts += ["## Three members", "", cluster_section(res["cluster"]), ""]
-    if "scale" in res:
-        parts += [f"## Scale: {res['scale']['keys']:,} keys", "",
-                  "A fresh single member of each server, loaded with sequential keys `s/<14 digits>` in "
-                  "transactions of 100 puts; then a graceful restart timed until the first linearizable read "
-                  "succeeds, then reads with 1 client.", "", scale_section(res["scale"]), ""]
+    for name in SECTION_HEADINGS:
+        if name in res:
+            parts += [section_text(res, name), ""]
     for name, err in res.get("section_errors", {}).items():
         parts += [f"## {name}: not completed", "", f"The harness stopped this section: {err}", ""]
     parts += ["## Failures", "", failure_list(res), ""]

@@ -7,9 +7,13 @@ per run; `--total` is not used so that a slow server cannot stretch the run.
 """
 
 # Per-mode knobs: seconds per run, scale-run key count, which optional workloads run.
+# scan_*: the put-under-scan scenario (keys loaded, seconds per phase, cluster sizes, cap on one
+# whole run including the load).
 MODES = {
-    "quick": {"duration": 3, "scale_keys": 100_000, "scale_load_cap": 150, "full_only": False},
-    "full": {"duration": 15, "scale_keys": 1_000_000, "scale_load_cap": 420, "full_only": True},
+    "quick": {"duration": 3, "scale_keys": 100_000, "scale_load_cap": 150, "full_only": False,
+              "scan_keys": 100_000, "scan_duration": 10, "scan_sizes": (1, 3), "scan_cap": 240},
+    "full": {"duration": 15, "scale_keys": 1_000_000, "scale_load_cap": 420, "full_only": True,
+             "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1, 3), "scan_cap": 540},
 }
 
 KV = ["--key-size", "16", "--val-size", "256"]
@@ -93,3 +97,16 @@ def scale_reads(keys):
         ("scale-prefix", "1,000-key prefix (l), 1 client",
          [*conc(1, 1), "range", "--key", f"s/{block // 1000:011d}", "--prefix"]),
     ]
+
+
+SCAN_CLIENTS = (10, 10)  # conns, clients of the timed puts
+
+
+def scan_args(keys, size):
+    """put-under-scan: load `keys` keys `s/<14 digits>`, then puts on `w/` without and with one
+    scanner looping a linearizable full-keyspace Range (values included). On 3 members the puts
+    and the scanner go to the leader, where a stalled raft loop would cost heartbeats."""
+    return [*conc(*SCAN_CLIENTS), *(["--target-leader"] if size > 1 else []),
+            "put-under-scan", *KV, "--key-space-size", "100000", "--key-prefix", "w/",
+            "--load-keys", str(keys), "--load-prefix", "s/", "--load-key-size", "16", "--load-val-size", "256",
+            "--load-parallel", "16", "--scanners", "1", "--scan-timeout", "120s"]

@@ -102,6 +102,9 @@ impl Global {
 pub enum Command {
     /// Put keys (sequential or random over --key-space-size).
     Put(PutArgs),
+    /// Write N keys, then time puts without and then with full-keyspace scans looping
+    /// (`get --prefix ""`); reports both latencies, the scans done and any raft term change.
+    PutUnderScan(PutUnderScanArgs),
     /// Range requests: one key, [key, end) or a prefix; optionally writes the keys first.
     Range(RangeArgs),
     /// Transactions of --txn-ops puts each.
@@ -155,6 +158,43 @@ impl KeyArgs {
 pub struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PutUnderScanArgs {
+    /// The puts timed (as for `put`).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Keys written before timing (the scans read them all).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub load_keys: u64,
+    /// Prefix of the loaded keys.
+    #[arg(long, default_value = "scan/")]
+    pub load_prefix: String,
+    /// Length of the loaded keys in bytes (prefix plus zero-padded index).
+    #[arg(long, default_value_t = 16)]
+    pub load_key_size: usize,
+    /// Value length of the loaded keys.
+    #[arg(long, default_value_t = 256)]
+    pub load_val_size: usize,
+    /// Loading transactions (of 100 puts each) in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub load_parallel: usize,
+    /// Tasks each looping a full-keyspace Range while the puts run.
+    #[arg(long, default_value_t = 1)]
+    pub scanners: usize,
+    /// Ask the scans for keys only (no values).
+    #[arg(long)]
+    pub scan_keys_only: bool,
+    /// Consistency of the scans.
+    #[arg(long, value_enum, default_value = "l")]
+    pub scan_consistency: Consistency,
+    /// Give up on one scan after this long (counted as a failed scan).
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub scan_timeout: Duration,
+    /// Skip the baseline phase (puts without scans).
+    #[arg(long)]
+    pub no_baseline: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,6 +392,34 @@ mod tests {
         assert_eq!(r.consistency, Consistency::S);
         assert!(parse(&["range", "--prefix", "--end", "z"]).is_err(), "--end and --prefix conflict");
         assert!(parse(&["range", "--consistency", "x"]).is_err());
+    }
+
+    #[test]
+    fn put_under_scan_options() {
+        let Command::PutUnderScan(s) = parse(&["put-under-scan"]).unwrap().command else { panic!() };
+        assert_eq!((s.load_keys, s.scanners, s.load_val_size), (1_000_000, 1, 256));
+        assert_eq!(s.scan_consistency, Consistency::L);
+        assert!(!s.scan_keys_only && !s.no_baseline);
+        let a = parse(&[
+            "put-under-scan",
+            "--load-keys",
+            "100000",
+            "--scanners",
+            "2",
+            "--scan-keys-only",
+            "--key-prefix",
+            "w/",
+            "--duration",
+            "10s",
+            "--scan-timeout",
+            "30s",
+        ])
+        .unwrap();
+        let Command::PutUnderScan(s) = a.command else { panic!() };
+        assert_eq!((s.load_keys, s.scanners, s.keys.key_prefix.as_str()), (100_000, 2, "w/"));
+        assert!(s.scan_keys_only);
+        assert_eq!(s.scan_timeout, Duration::from_secs(30));
+        assert_eq!(a.global.duration, Some(Duration::from_secs(10)));
     }
 
     #[test]

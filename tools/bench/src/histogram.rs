@@ -95,6 +95,12 @@ impl Histogram {
         }
     }
 
+    /// How many samples were above `v` (exact up to the width of `v`'s bucket: samples that share
+    /// it are not counted).
+    pub fn count_above(&self, v: u64) -> u64 {
+        self.counts[(index_of(v) + 1).min(BUCKETS)..].iter().sum()
+    }
+
     /// The value at quantile `q` in `[0, 1]`: the smallest recorded bucket whose cumulative
     /// count reaches `ceil(q * count)` (at least 1), reported as that bucket's highest value.
     pub fn quantile(&self, q: f64) -> u64 {
@@ -172,6 +178,18 @@ mod tests {
     fn exact_quantile(sorted: &[u64], q: f64) -> u64 {
         let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
         sorted[rank - 1]
+    }
+
+    #[test]
+    fn count_above_skips_the_threshold_bucket() {
+        let mut h = Histogram::new();
+        for ms in [1u64, 5, 50, 150, 1_500, 4_000] {
+            h.record(ms * 1_000_000);
+        }
+        assert_eq!(h.count_above(100_000_000), 3);
+        assert_eq!(h.count_above(1_000_000_000), 2);
+        assert_eq!(h.count_above(u64::MAX), 0);
+        assert_eq!(h.count_above(0), 6);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod k8s;
 pub mod lease;
 pub mod put;
 pub mod range;
+pub mod scan;
 pub mod txn;
 pub mod watch;
 pub mod watch_latency;

@@ -16,11 +16,11 @@ use crate::recorder::Recorder;
 use crate::report::Report;
 use crate::runner::{self, Worker};
 
-struct PutWorker {
-    kv: KvClient,
-    picker: Arc<KeyPicker>,
-    value: Arc<Vec<u8>>,
-    rng: StdRng,
+pub(super) struct PutWorker {
+    pub(super) kv: KvClient,
+    pub(super) picker: Arc<KeyPicker>,
+    pub(super) value: Arc<Vec<u8>>,
+    pub(super) rng: StdRng,
 }
 
 impl Worker for PutWorker {
