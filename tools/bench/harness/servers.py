@@ -14,6 +14,8 @@ import socket
 import subprocess
 import time
 
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "member.sh")
+
 
 def free_ports(n):
     """n distinct free loopback ports, held open together while chosen."""
@@ -69,12 +71,10 @@ class Member:
         self.peak_rss_kib = 0
 
     def argv(self):
+        # The one member launcher (tools/member.sh) execs the server, so the PID is the member's.
         return [
-            self.binary, "--name", self.name, "--data-dir", self.data_dir,
-            "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", "bench",
+            LAUNCHER, self.binary, self.name, self.data_dir, self.client_url, self.peer_url,
+            self.initial_cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench",
         ]
 
     def start(self):
