@@ -124,3 +124,41 @@ impl Error {
         )
     }
 }
+
+/// The one mapping of MetaStore errors to gRPC statuses: etcd's codes and message strings, byte
+/// for byte (clients match on them; see etcd's `rpctypes/error.go`). Used by the client API and
+/// the peer API alike; `api::status` holds its tests.
+pub fn to_status(e: Error) -> tonic::Status {
+    use tonic::Code;
+    let code = match &e {
+        Error::EmptyKey
+        | Error::KeyNotFound
+        | Error::ValueProvided
+        | Error::LeaseProvided
+        | Error::TooManyOps
+        | Error::DuplicateKey
+        | Error::RequestTooLarge
+        | Error::MemberBadUrls
+        | Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::MemberNotFound => Code::NotFound,
+        Error::MemberExists
+        | Error::PeerUrlExists
+        | Error::MemberNotLearner
+        | Error::LearnerNotReady
+        | Error::TooManyLearners
+        | Error::BadLeaderTransferee
+        | Error::NotEnoughStartedMembers
+        | Error::NotLeader => Code::FailedPrecondition,
+        Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
+        Error::LeaseNotFound => Code::NotFound,
+        Error::LeaseExists => Code::FailedPrecondition,
+        Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
+        Error::Unimplemented(_) => Code::Unimplemented,
+        Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
+        Error::Storage(_) | Error::Internal(_) => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::error!(error = %e, "internal error answering a request");
+    }
+    tonic::Status::new(code, e.to_string())
+}

@@ -9,13 +9,12 @@
 //!   by its advertised peer URLs.
 
 use metastore::config::Config;
-use metastore::proto::metastorepb::peer_client::PeerClient;
-use metastore::proto::metastorepb::ClusterRequest;
+use metastore::peer;
 use metastore::server::membership::from_record;
 use metastore::server::{Member, Start};
 use metastore::storage::schema::{decode_u64, META_CLUSTER_ID, META_MEMBER_ID};
 use metastore::storage::{Engine, Table};
-use metastore::tls::{self, PeerTls};
+use metastore::tls::PeerTls;
 
 pub struct Identity {
     pub member_id: u64,
@@ -67,17 +66,10 @@ async fn join(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> {
     let others = cfg.initial_cluster.iter().filter(|(_, url)| !mine.contains(url));
     let mut last_error = String::from("no other member in --initial-cluster");
     for (_, url) in others {
-        let info = match tls::connect(url, tls).await {
-            Ok(channel) => PeerClient::new(channel).cluster(ClusterRequest {}).await,
+        let info = match peer::cluster(url, tls).await {
+            Ok(info) => info,
             Err(e) => {
-                last_error = format!("{url}: {e}");
-                continue;
-            }
-        };
-        let info = match info {
-            Ok(info) => info.into_inner(),
-            Err(e) => {
-                last_error = format!("{url}: {}", e.message());
+                last_error = e;
                 continue;
             }
         };

@@ -16,6 +16,7 @@ pub mod error;
 pub mod failpoint;
 pub mod lease;
 pub mod mvcc;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;

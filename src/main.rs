@@ -74,7 +74,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
     for (_, listener) in peer_listeners {
-        tasks.spawn(api::peer::serve(server.clone(), listener, peer_tls.clone()));
+        tasks.spawn(metastore::peer::serve(server.clone(), listener, peer_tls.clone()));
     }
     let client_listeners = bind_all(&cfg.listen_client_urls, "client").await?;
     server.publish(cfg.name.clone(), cfg.advertise_client_urls.clone()).await;

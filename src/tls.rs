@@ -164,3 +164,9 @@ impl ServerCertVerifier for AcceptAny {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
+/// algorithm (40 ms with delayed ACKs).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -3,7 +3,7 @@
 //! on the same port ([`http`]).
 //!
 //! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
-//! The peer API ([`peer`]) is served separately on the peer URLs.
+//! The peer API (`crate::peer`) is served separately on the peer URLs.
 //! Services not listed here (Auth, Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
 
@@ -12,7 +12,6 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-pub mod peer;
 pub mod status;
 pub mod watch;
 
@@ -20,7 +19,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
@@ -37,12 +35,6 @@ pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
-
-/// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
-/// algorithm (40 ms with delayed ACKs).
-pub(crate) fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
 
 /// Serves the client API on `listener` until the process ends.
 pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes: usize) -> Result<()> {
@@ -68,7 +60,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
-        .serve_with_incoming(incoming(listener))
+        .serve_with_incoming(crate::tls::incoming(listener))
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
 }

@@ -1,47 +1,15 @@
-//! The one place MetaStore errors become gRPC statuses: etcd's codes and message strings, byte
-//! for byte (clients match on them; see etcd's `rpctypes/error.go`).
+//! The client API's error table: etcd's codes and message strings, byte for byte (clients match
+//! on them; see etcd's `rpctypes/error.go`). The mapping itself lives beside the error type
+//! ([`crate::error::to_status`]) so the peer API uses the same one; its tests are here.
 
-use tonic::{Code, Status};
-
-use crate::error::Error;
-
-pub fn to_status(e: Error) -> Status {
-    let code = match &e {
-        Error::EmptyKey
-        | Error::KeyNotFound
-        | Error::ValueProvided
-        | Error::LeaseProvided
-        | Error::TooManyOps
-        | Error::DuplicateKey
-        | Error::RequestTooLarge
-        | Error::MemberBadUrls
-        | Error::InvalidArgument(_) => Code::InvalidArgument,
-        Error::MemberNotFound => Code::NotFound,
-        Error::MemberExists
-        | Error::PeerUrlExists
-        | Error::MemberNotLearner
-        | Error::LearnerNotReady
-        | Error::TooManyLearners
-        | Error::BadLeaderTransferee
-        | Error::NotEnoughStartedMembers
-        | Error::NotLeader => Code::FailedPrecondition,
-        Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
-        Error::LeaseNotFound => Code::NotFound,
-        Error::LeaseExists => Code::FailedPrecondition,
-        Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
-        Error::Unimplemented(_) => Code::Unimplemented,
-        Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
-        Error::Storage(_) | Error::Internal(_) => Code::Internal,
-    };
-    if code == Code::Internal {
-        tracing::error!(error = %e, "internal error answering a request");
-    }
-    Status::new(code, e.to_string())
-}
+pub use crate::error::to_status;
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn etcd_codes_and_messages() {

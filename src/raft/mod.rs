@@ -36,7 +36,7 @@ pub use node::NodeConfig;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, Message};
 use tokio::sync::{oneshot, watch};
-pub use transport::{PeerBook, PeerTransport, CLUSTER_ID_HEADER};
+pub use transport::{PeerBook, PeerTransport};
 
 use crate::error::{Error, Result};
 use crate::storage::{Engine, WriteBatch};

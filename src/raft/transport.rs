@@ -21,13 +21,12 @@ use std::time::Duration;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Command, Transport};
 use crate::failpoint;
-use crate::proto::metastorepb::peer_client::PeerClient;
+use crate::peer;
 use crate::proto::metastorepb::RaftBatch;
-use crate::tls::{self, PeerTls};
+use crate::tls::PeerTls;
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -45,9 +44,6 @@ pub struct PeerBook {
     /// cluster refuses it.
     cluster_id: u64,
 }
-
-/// The metadata key carrying the sender's cluster id on peer calls.
-pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
 
 impl PeerBook {
     pub fn new(tls: Option<PeerTls>, cluster_id: u64) -> Self {
@@ -136,15 +132,9 @@ async fn peer_loop(
             return; // removed from the cluster: the queue closes, and is made anew if it returns
         };
         {
-            if let Ok(channel) = tls::connect(&url, book.tls()).await {
-                let mut client = PeerClient::new(channel);
+            if let Ok(channel) = peer::connect(&url, book.tls()).await {
                 backoff = Duration::from_millis(50);
-                let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-                let mut request = tonic::Request::new(ReceiverStream::new(rx));
-                if let Ok(id) = format!("{:x}", book.cluster_id).parse() {
-                    request.metadata_mut().insert(CLUSTER_ID_HEADER, id);
-                }
-                let call = tokio::spawn(async move { client.raft(request).await });
+                let (tx, call) = peer::open_raft_stream(channel, book.cluster_id);
                 loop {
                     let Some(first) = queue.recv().await else {
                         call.abort();

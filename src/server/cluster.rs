@@ -8,13 +8,14 @@ use super::membership::{member_id, record, Member};
 use super::propose::Proposal;
 use super::{RequestContext, Server};
 use crate::error::{Error, Result};
+use crate::peer;
 use crate::proto::etcdserverpb::{
     Member as MemberPb, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest,
     MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
     ResponseHeader,
 };
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{MemberRecord, PromoteRequest};
+use crate::proto::metastorepb::MemberRecord;
 use crate::raft::{MemberChange, Role};
 
 /// etcd promotes a learner only once it has 90% of the leader's log.
@@ -170,7 +171,7 @@ impl Server {
     /// Forwards a promotion to the leader's peer API, as etcd does, then waits until this member
     /// has applied it, so it answers with the member list after the change.
     async fn promote_on_leader(&self, id: u64) -> Result<()> {
-        self.on_leader(|mut c| async move { c.promote(PromoteRequest { id }).await }).await?;
+        self.on_leader(|leader| peer::promote(leader, id)).await?;
         self.linearizable_barrier().await
     }
 

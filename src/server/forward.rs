@@ -1,4 +1,5 @@
-//! Requests only the leader can answer — lease keep-alives and time-to-live (its lessor alone
+//! The server's side of the peer protocol ([`crate::peer`]): what it answers to its peers
+//! ([`PeerHandler`]), and the requests only the leader can answer — lease keep-alives and time-to-live (its lessor alone
 //! tracks expiry) and learner promotion (it alone knows how far a learner got) — forwarded from
 //! followers over the peer API, as etcd forwards them over its peer HTTP API.
 //!
@@ -12,10 +13,13 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+use super::membership::record;
+use super::RequestContext;
 use super::Server;
 use crate::error::{Error, Result};
-use crate::proto::metastorepb::peer_client::PeerClient;
-use crate::tls;
+use crate::peer::{self, PeerHandler};
+use crate::proto::etcdserverpb::MemberPromoteRequest;
+use crate::proto::metastorepb::{ClusterInfo, LeaseTimeToLiveAnswer};
 
 /// Pause between attempts while no leader answers.
 const RETRY_EVERY: Duration = Duration::from_millis(50);
@@ -66,12 +70,12 @@ impl Server {
         }
     }
 
-    /// Calls the leader's peer API once. Transport failures read as `NoLeader` (retryable); an
-    /// etcd error the leader answered travels back as itself.
+    /// Calls the leader's peer API once (`call` gets a channel to it). Transport failures read as
+    /// `NoLeader` (retryable); an etcd error the leader answered travels back as itself.
     pub(super) async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: FnOnce(PeerClient<Channel>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<T>>,
     {
         let leader = self.raft.status().leader_id;
         if leader == 0 || leader == self.cfg.member_id {
@@ -81,21 +85,48 @@ impl Server {
             Some(ch) => ch,
             None => {
                 let url = self.members.get(leader).and_then(|m| m.peer_urls.first().cloned()).ok_or(Error::NoLeader)?;
-                let ch = tls::connect(&url, self.raft.peers().tls()).await.map_err(|_| Error::NoLeader)?;
+                let ch = peer::connect(&url, self.raft.peers().tls()).await.map_err(|_| Error::NoLeader)?;
                 self.leader_link.set(leader, ch.clone());
                 ch
             }
         };
-        match call(PeerClient::new(channel)).await {
-            Ok(resp) => Ok(resp.into_inner()),
-            Err(status) => match Error::from_message(status.message()) {
-                Some(e) => Err(e),
-                None => {
-                    self.leader_link.forget();
-                    tracing::debug!(leader, error = %status, "forwarding to the leader failed");
-                    Err(Error::NoLeader)
-                }
-            },
+        let answer = call(channel).await;
+        if matches!(answer, Err(Error::NoLeader)) {
+            self.leader_link.forget();
         }
+        answer
+    }
+}
+
+/// What this member answers to its peers (`crate::peer`).
+#[tonic::async_trait]
+impl PeerHandler for Server {
+    fn accepts_cluster(&self, hex_id: Option<&str>) -> Result<()> {
+        Server::accepts_cluster(self, hex_id)
+    }
+
+    fn step(&self, message: &[u8]) -> Result<()> {
+        self.step_peer_message(message)
+    }
+
+    fn cluster(&self) -> ClusterInfo {
+        let members = self.members.list().iter().map(record).collect();
+        ClusterInfo { cluster_id: self.cfg.cluster_id, members }
+    }
+
+    async fn promote(&self, id: u64) -> Result<()> {
+        let ctx = RequestContext::peer(None);
+        self.member_promote(&ctx, MemberPromoteRequest { id }).await.map(|_| ())
+    }
+
+    async fn lease_renew(&self, id: i64) -> Result<i64> {
+        self.lease_renew_as_leader(id).await
+    }
+
+    async fn lease_time_to_live(&self, id: i64) -> Result<LeaseTimeToLiveAnswer> {
+        Ok(match self.lease_time_to_live_as_leader(id).await? {
+            Some(s) => LeaseTimeToLiveAnswer { found: true, remaining: s.remaining, granted: s.granted, keys: s.keys },
+            None => LeaseTimeToLiveAnswer::default(),
+        })
     }
 }

@@ -12,12 +12,13 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::lease::{Checkpoint, LeaseStatus, Lessor};
 use crate::mvcc::{KeyRange, KvStore, RangeOptions};
+use crate::peer;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
     LeaseRevokeResponse, LeaseStatus as LeaseStatusPb, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
-use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRenewRequest};
+use crate::proto::metastorepb::{LeaseCheckpoint, LeaseCheckpointRequest};
 use crate::raft::Role;
 use tokio::task::JoinHandle;
 
@@ -95,7 +96,7 @@ impl Server {
             if self.follow_leadership() {
                 return self.lease_renew_as_leader(id).await;
             }
-            self.on_leader(|mut c| async move { c.lease_renew(LeaseRenewRequest { id }).await }).await.map(|r| r.ttl)
+            self.on_leader(|leader| peer::lease_renew(leader, id)).await
         })
         .await
     }
@@ -119,8 +120,7 @@ impl Server {
             if self.follow_leadership() {
                 return self.lease_time_to_live_as_leader(id).await;
             }
-            let answer =
-                self.on_leader(|mut c| async move { c.lease_time_to_live(LeaseRenewRequest { id }).await }).await?;
+            let answer = self.on_leader(|leader| peer::lease_time_to_live(leader, id)).await?;
             Ok(answer.found.then_some(LeaseStatus {
                 remaining: answer.remaining,
                 granted: answer.granted,

@@ -57,7 +57,6 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::MemberChangeContext;
-pub use crate::raft::CLUSTER_ID_HEADER;
 use crate::raft::{self, Bootstrap, NodeConfig, PeerBook, RaftHandle, Role};
 use crate::storage::schema::{decode_u64, META_APPLIED_INDEX, META_CLUSTER_ID, META_MEMBER_ID};
 use crate::storage::{Engine, Table, WriteBatch};

@@ -1,0 +1,64 @@
+//! The calling side of the peer protocol.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::CLUSTER_ID_HEADER;
+use crate::error::{Error, Result};
+use crate::proto::metastorepb::peer_client::PeerClient;
+use crate::proto::metastorepb::{
+    ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseTimeToLiveAnswer, PromoteRequest, RaftAck, RaftBatch,
+};
+use crate::tls::{self, PeerTls};
+
+/// A channel to the member at `url` (`https://` with the member's peer TLS settings).
+pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
+    tls::connect(url, tls).await
+}
+
+/// Opens the long-lived raft stream to a peer: batches sent on the returned sender go out in
+/// order, named with `cluster_id`; the task ends when the stream does.
+pub fn open_raft_stream(
+    channel: Channel,
+    cluster_id: u64,
+) -> (mpsc::Sender<RaftBatch>, JoinHandle<std::result::Result<tonic::Response<RaftAck>, tonic::Status>>) {
+    let (tx, rx) = mpsc::channel::<RaftBatch>(64);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Ok(id) = format!("{cluster_id:x}").parse() {
+        request.metadata_mut().insert(CLUSTER_ID_HEADER, id);
+    }
+    let mut client = PeerClient::new(channel);
+    (tx, tokio::spawn(async move { client.raft(request).await }))
+}
+
+/// The cluster as the member at `url` knows it (for joining).
+pub async fn cluster(url: &str, tls: Option<&PeerTls>) -> std::result::Result<ClusterInfo, String> {
+    let channel = connect(url, tls).await.map_err(|e| format!("{url}: {e}"))?;
+    let info = PeerClient::new(channel).cluster(ClusterRequest {}).await;
+    info.map(|r| r.into_inner()).map_err(|e| format!("{url}: {}", e.message()))
+}
+
+/// An etcd error the other member answered travels back as itself; anything else (transport
+/// failures included) reads as `no leader`, which callers retry.
+fn answer<T>(r: std::result::Result<tonic::Response<T>, tonic::Status>) -> Result<T> {
+    r.map(|resp| resp.into_inner()).map_err(|status| {
+        Error::from_message(status.message()).unwrap_or_else(|| {
+            tracing::debug!(error = %status, "a peer call failed");
+            Error::NoLeader
+        })
+    })
+}
+
+pub async fn promote(channel: Channel, id: u64) -> Result<()> {
+    answer(PeerClient::new(channel).promote(PromoteRequest { id }).await).map(|_| ())
+}
+
+pub async fn lease_renew(channel: Channel, id: i64) -> Result<i64> {
+    answer(PeerClient::new(channel).lease_renew(LeaseRenewRequest { id }).await).map(|r| r.ttl)
+}
+
+pub async fn lease_time_to_live(channel: Channel, id: i64) -> Result<LeaseTimeToLiveAnswer> {
+    answer(PeerClient::new(channel).lease_time_to_live(LeaseRenewRequest { id }).await)
+}
