@@ -28,6 +28,7 @@ mod logger;
 mod node;
 mod transport;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -150,17 +151,41 @@ pub(crate) enum Command {
     Stop,
 }
 
+/// Proposals handed to the node loop and not yet taken by it, beyond which new ones are refused
+/// with `too many requests`: a stalled loop cannot make the queue grow without bound.
+pub const MAX_QUEUED_PROPOSALS: usize = 10_000;
+
 /// The server's handle on the node loop. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftHandle {
     tx: mpsc::Sender<Command>,
     status: watch::Receiver<RaftStatus>,
     peers: Arc<PeerBook>,
+    /// Proposals sent to the node loop and not yet answered by it.
+    queued: Arc<AtomicUsize>,
+}
+
+/// One queued proposal; dropping it (answered, or its caller gone) frees its place.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RaftHandle {
+    fn enqueue(&self) -> Result<Queued<'_>> {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_PROPOSALS {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::TooManyRequests);
+        }
+        Ok(Queued(&self.queued))
+    }
+
     /// Proposes `data`; resolves once raft accepted it (not when committed).
     pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
+        let _queued = self.enqueue()?;
         let (done, rx) = oneshot::channel();
         self.send(Command::Propose { data, done })?;
         rx.await.map_err(|_| Error::Stopped)?
@@ -168,6 +193,7 @@ impl RaftHandle {
 
     /// Proposes a membership change carrying `context` back to the state machine.
     pub async fn propose_membership(&self, change: MemberChange, context: Vec<u8>) -> Result<()> {
+        let _queued = self.enqueue()?;
         let (done, rx) = oneshot::channel();
         self.send(Command::ProposeMembership { change, context, done })?;
         rx.await.map_err(|_| Error::Stopped)?
@@ -270,7 +296,7 @@ pub fn start<S: StateMachine>(
             outcome
         })
         .map_err(|e| Error::Internal(format!("spawn raft thread: {e}")))?;
-    Ok((RaftHandle { tx, status: status_rx, peers }, thread))
+    Ok((RaftHandle { tx, status: status_rx, peers, queued: Arc::default() }, thread))
 }
 
 /// A committed term-1 entry adding voter `id`, as written at bootstrap.
@@ -280,4 +306,34 @@ fn conf_entry(index: u64, id: u64, context: Vec<u8>) -> Result<Entry> {
     let mut e = Entry { index, term: 1, data: data.into(), context: context.into(), ..Default::default() };
     e.set_entry_type(EntryType::EntryConfChange);
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node loop that takes no proposals (stalled) leaves at most `MAX_QUEUED_PROPOSALS`
+    /// queued; the next proposal is refused at once, and a place frees when a caller gives up.
+    #[tokio::test]
+    async fn a_stalled_node_loop_bounds_its_proposal_queue() {
+        let (tx, _stalled) = mpsc::channel();
+        let (_status_tx, status) = watch::channel(RaftStatus::default());
+        let handle = RaftHandle { tx, status, peers: Arc::new(PeerBook::default()), queued: Arc::default() };
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_QUEUED_PROPOSALS {
+            let h = handle.clone();
+            waiting.push(tokio::spawn(async move { h.propose(vec![1]).await }));
+        }
+        while handle.queued.load(Ordering::Relaxed) < MAX_QUEUED_PROPOSALS {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(handle.propose(vec![2]).await, Err(Error::TooManyRequests));
+        waiting.pop().expect("a waiting proposal").abort();
+        while handle.queued.load(Ordering::Relaxed) >= MAX_QUEUED_PROPOSALS {
+            tokio::task::yield_now().await;
+        }
+        for w in waiting {
+            w.abort();
+        }
+    }
 }
