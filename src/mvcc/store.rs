@@ -182,33 +182,19 @@ impl PointInTime<'_> {
     }
 
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        if opts.rev > self.rev {
-            return Err(Error::FutureRev);
-        }
-        let at = if opts.rev <= 0 { self.rev } else { opts.rev };
+        let at = read_at(opts, self.rev, self.rev)?;
         for _ in 0..POINT_IN_TIME_ATTEMPTS {
-            let revs = {
+            let (revs, count) = {
                 let st = self.store.state.read().expect("mvcc lock");
-                if at < st.compact_rev {
-                    return Err(Error::Compacted);
-                }
-                Reader { state: &st, engine: &*self.store.engine, overlay: None }.revisions(range, at)
+                Reader { state: &st, engine: &*self.store.engine, overlay: None }.select(range, opts, at)?
             };
-            let count = revs.len() as i64;
-            if opts.count_only {
-                return Ok(RangeResult { kvs: Vec::new(), count, rev: self.rev });
-            }
-            let take = if opts.limit > 0 { (opts.limit as usize).min(revs.len()) } else { revs.len() };
-            let keys: Vec<Vec<u8>> = revs[..take].iter().map(|r| r.to_key(false)).collect();
+            let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
             let values = self.store.engine.get_many(Table::Key, &keys)?;
             if values.iter().all(Option::is_some) {
                 let kvs = values
                     .into_iter()
-                    .zip(&revs[..take])
-                    .map(|(v, rev)| {
-                        let bytes = v.expect("checked present");
-                        KeyValue::decode(bytes.as_slice()).map_err(|e| Error::Storage(format!("revision {rev}: {e}")))
-                    })
+                    .zip(&revs)
+                    .map(|(bytes, rev)| decode_value(*rev, &bytes.expect("checked present")))
                     .collect::<Result<Vec<_>>>()?;
                 return Ok(RangeResult { kvs, count, rev: self.rev });
             }
@@ -295,21 +281,29 @@ struct Reader<'s> {
 impl Reader<'_> {
     fn range(&self, range: &KeyRange, opts: RangeOptions, read_rev: i64) -> Result<RangeResult> {
         let current = self.state.current_rev;
-        if opts.rev > current {
-            return Err(Error::FutureRev);
-        }
-        let at = if opts.rev <= 0 { read_rev } else { opts.rev };
+        let at = read_at(opts, read_rev, current)?;
+        let (revs, count) = self.select(range, opts, at)?;
+        let kvs = revs.iter().map(|r| self.value(*r)).collect::<Result<Vec<_>>>()?;
+        Ok(RangeResult { kvs, count, rev: current })
+    }
+
+    /// The revisions a range reads at `at` (after `limit`; none for `count_only`) and how many
+    /// keys the range holds.
+    fn select(&self, range: &KeyRange, opts: RangeOptions, at: i64) -> Result<(Vec<Revision>, i64)> {
         if at < self.state.compact_rev {
             return Err(Error::Compacted);
         }
-        let revs = self.revisions(range, at);
+        let mut revs = self.revisions(range, at);
         let count = revs.len() as i64;
-        if opts.count_only {
-            return Ok(RangeResult { kvs: Vec::new(), count, rev: current });
-        }
-        let take = if opts.limit > 0 { (opts.limit as usize).min(revs.len()) } else { revs.len() };
-        let kvs = revs[..take].iter().map(|r| self.value(*r)).collect::<Result<Vec<_>>>()?;
-        Ok(RangeResult { kvs, count, rev: current })
+        let take = if opts.count_only {
+            0
+        } else if opts.limit > 0 {
+            (opts.limit as usize).min(revs.len())
+        } else {
+            revs.len()
+        };
+        revs.truncate(take);
+        Ok((revs, count))
     }
 
     /// Revisions of the live version, as of `at`, of every key in `range`, in key order.
@@ -341,8 +335,20 @@ impl Reader<'_> {
             .engine
             .get(Table::Key, &rev.to_key(false))?
             .ok_or_else(|| Error::Storage(format!("revision {rev} is indexed but not stored")))?;
-        KeyValue::decode(bytes.as_slice()).map_err(|e| Error::Storage(format!("revision {rev}: {e}")))
+        decode_value(rev, &bytes)
     }
+}
+
+/// The revision a range reads at: `opts.rev`, or `read_rev` for 0; `FutureRev` past `current`.
+fn read_at(opts: RangeOptions, read_rev: i64, current: i64) -> Result<i64> {
+    if opts.rev > current {
+        return Err(Error::FutureRev);
+    }
+    Ok(if opts.rev <= 0 { read_rev } else { opts.rev })
+}
+
+fn decode_value(rev: Revision, bytes: &[u8]) -> Result<KeyValue> {
+    KeyValue::decode(bytes).map_err(|e| Error::Storage(format!("revision {rev}: {e}")))
 }
 
 /// A group of write transactions applied as one engine batch. Holds the store's exclusive lock.

@@ -103,12 +103,19 @@ impl Server {
 
     /// A keep-alive forwarded to this member; `NotLeader` unless it leads.
     pub async fn lease_renew_as_leader(&self, id: i64) -> Result<i64> {
+        self.on_primary_lessor(|lessor| lessor.renew(id)).await
+    }
+
+    /// Runs `read` on this member's lessor once every write committed before the call is
+    /// applied; `NotLeader` unless this member leads (also if it was demoted meanwhile: the
+    /// lessor then answers `NoLeader`).
+    async fn on_primary_lessor<T>(&self, read: impl FnOnce(&Lessor) -> Result<T>) -> Result<T> {
         if !self.follow_leadership() {
             return Err(Error::NotLeader);
         }
         self.linearizable_barrier().await?;
-        match self.lessor.renew(id) {
-            Err(Error::NoLeader) => Err(Error::NotLeader), // demoted meanwhile
+        match read(&self.lessor) {
+            Err(Error::NoLeader) => Err(Error::NotLeader),
             other => other,
         }
     }
@@ -132,11 +139,7 @@ impl Server {
 
     /// A time-to-live question forwarded to this member; `NotLeader` unless it leads.
     pub async fn lease_time_to_live_as_leader(&self, id: i64) -> Result<Option<LeaseStatus>> {
-        if !self.follow_leadership() {
-            return Err(Error::NotLeader);
-        }
-        self.linearizable_barrier().await?;
-        Ok(self.lessor.time_to_live(id))
+        self.on_primary_lessor(|lessor| Ok(lessor.time_to_live(id))).await
     }
 
     /// Promotes or demotes the lessor to match this member's raft role. Called by the primary
