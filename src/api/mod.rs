@@ -4,9 +4,10 @@
 //!
 //! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
 //! The peer API (`crate::peer`) is served separately on the peer URLs.
-//! Services not listed here (Auth, Lock, Election) are not registered yet, so
+//! Services not listed here (Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
 
+pub mod auth;
 pub mod cluster;
 pub mod http;
 pub mod kv;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -28,9 +30,14 @@ use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::{RequestContext, Server};
 
-/// The request context of a client call: who is calling and from where.
+/// The request context of a client call: who is calling and from where, with the token it sent
+/// (gRPC metadata `token`, or `authorization` as the gateway sends it).
 pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
-    RequestContext::client(req.remote_addr())
+    let mut ctx = RequestContext::client(req.remote_addr());
+    let md = req.metadata();
+    ctx.token =
+        ["token", "authorization"].iter().find_map(|k| md.get(*k)).and_then(|v| v.to_str().ok()).map(str::to_string);
+    ctx
 }
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
@@ -47,6 +54,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
         .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService { server: server.clone() });
     let lease = LeaseServer::new(lease::LeaseService { server: server.clone() });
+    let auth = AuthServer::new(auth::AuthService { server: server.clone() });
     let watch = WatchServer::new(watch::WatchService { server: server.clone(), max_response_bytes: max_request_bytes })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
@@ -55,6 +63,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
         .add_service(cluster)
         .add_service(lease)
         .add_service(watch)
+        .add_service(auth)
         .into_axum_router()
         .merge(http::router(server));
     tonic::transport::Server::builder()
