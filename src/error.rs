@@ -107,6 +107,10 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// An error etcd sends untranslated, as gRPC `Unknown` with its internal text (e.g. the auth
+    /// store's `auth: permission denied` from the Maintenance service).
+    #[error("{0}")]
+    Unknown(String),
 
     // --- cluster conditions (transient) ---
     #[error("etcdserver: too many requests")]
@@ -199,7 +203,7 @@ pub fn to_status(e: Error) -> tonic::Status {
         | Error::AuthNotEnabled => Code::FailedPrecondition,
         Error::PermissionDenied => Code::PermissionDenied,
         Error::InvalidAuthToken => Code::Unauthenticated,
-        Error::NoPasswordUser | Error::VerifyOnlyToken => Code::Unknown,
+        Error::NoPasswordUser | Error::VerifyOnlyToken | Error::Unknown(_) => Code::Unknown,
         Error::MemberNotFound => Code::NotFound,
         Error::MemberExists
         | Error::PeerUrlExists

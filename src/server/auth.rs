@@ -181,9 +181,24 @@ impl Server {
         }
     }
 
-    /// Admin-only calls (member changes, defragment, hashes, snapshots).
+    /// Admin-only calls (member changes, user and role lists).
     pub(super) async fn check_admin(&self, ctx: &RequestContext) -> Result<()> {
         self.caller(ctx).await?.check_admin(&self.auth)
+    }
+
+    /// Admin-only Maintenance calls (defragment, hashes, snapshots): etcd answers these refusals
+    /// untranslated, as gRPC `Unknown` with the auth store's own text.
+    pub(super) async fn check_admin_maintenance(&self, ctx: &RequestContext) -> Result<()> {
+        self.check_admin(ctx).await.map_err(|e| {
+            let raw = match e {
+                Error::UserEmpty => "auth: user name is empty",
+                Error::UserNotFound => "auth: user not found",
+                Error::PermissionDenied => "auth: permission denied",
+                Error::InvalidAuthToken => "auth: invalid auth token",
+                other => return other,
+            };
+            Error::Unknown(raw.into())
+        })
     }
 
     /// etcd's `doSerialize`: fails a read whose caller's auth revision moved while it read.

@@ -36,7 +36,7 @@ impl Server {
 
     /// RocksDB compacts its files in the background: there is nothing to defragment. Admins only.
     pub async fn defragment(&self, ctx: &RequestContext) -> Result<DefragmentResponse> {
-        self.check_admin(ctx).await?;
+        self.check_admin_maintenance(ctx).await?;
         Ok(DefragmentResponse { header: None })
     }
 
