@@ -1,4 +1,9 @@
-//! Compiles etcd's v3 API and MetaStore's internal messages with tonic/prost.
+//! Compiles etcd's v3 API and MetaStore's internal messages with tonic/prost, and generates the
+//! JSON mapping of etcd's messages for the HTTP gateway (pbjson: proto field names out, both
+//! name forms in, 64-bit integers as strings, bytes as base64, unknown fields ignored — what
+//! etcd's grpc-gateway does).
+
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -10,7 +15,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/metastore/internal.proto",
         "proto/metastore/peer.proto",
     ];
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(&protos, &["proto"])?;
+    let descriptors = PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .file_descriptor_set_path(&descriptors)
+        .compile_protos(&protos, &["proto"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -16,13 +16,32 @@ use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::server::Server;
+use crate::server::{RequestContext, Server};
 
 pub struct LeaseService {
     pub server: Arc<Server>,
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+pub(super) type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+/// Answers a stream of keep-alives (from gRPC or the JSON gateway) in order.
+pub(super) fn keep_alive(
+    server: Arc<Server>,
+    ctx: RequestContext,
+    mut incoming: impl Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+) -> KeepAliveStream {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(Ok(req)) = incoming.next().await {
+            let answer = server.lease_keep_alive(&ctx, req.id).await.map_err(to_status);
+            let failed = answer.is_err();
+            if tx.send(answer).await.is_err() || failed {
+                return; // the client went away, or saw the error
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -45,19 +64,7 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let ctx = context(&req);
-        let mut incoming = req.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        let server = self.server.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(req)) = incoming.next().await {
-                let answer = server.lease_keep_alive(&ctx, req.id).await.map_err(to_status);
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    return; // the client went away, or saw the error
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(keep_alive(self.server.clone(), ctx, req.into_inner())))
     }
 
     async fn lease_time_to_live(

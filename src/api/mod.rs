@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod lease;
@@ -33,8 +34,11 @@ use crate::server::{RequestContext, Server};
 /// The request context of a client call: who is calling and from where, with the token it sent
 /// (gRPC metadata `token`, or `authorization` as the gateway sends it).
 pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
-    let mut ctx = RequestContext::client(req.remote_addr());
-    let md = req.metadata();
+    context_from(req.metadata(), req.remote_addr())
+}
+
+fn context_from(md: &tonic::metadata::MetadataMap, addr: Option<std::net::SocketAddr>) -> RequestContext {
+    let mut ctx = RequestContext::client(addr);
     ctx.token =
         ["token", "authorization"].iter().find_map(|k| md.get(*k)).and_then(|v| v.to_str().ok()).map(str::to_string);
     ctx
@@ -65,7 +69,8 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
         .add_service(watch)
         .add_service(auth)
         .into_axum_router()
-        .merge(http::router(server));
+        .merge(http::router(server.clone()))
+        .merge(gateway::router(server, max_request_bytes));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))

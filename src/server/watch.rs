@@ -48,6 +48,8 @@ pub struct WatchSession {
     server: Arc<Server>,
     /// The stream's caller, resolved again at every create (its token may expire meanwhile).
     ctx: RequestContext,
+    /// The responses' channel, watched to learn when the client stops listening.
+    client: mpsc::Sender<WatchResponse>,
     stream: u64,
     tx: mpsc::Sender<Delivery>,
     options: Shared,
@@ -67,8 +69,10 @@ impl Server {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(16);
         let options: Shared = Arc::default();
+        let client = out_tx.clone();
         tokio::spawn(send_loop(self.clone(), rx, out_tx, options.clone(), max_response_bytes));
-        let session = WatchSession { server: self.clone(), ctx: ctx.clone(), stream, tx, options, next_auto_id: 0 };
+        let session =
+            WatchSession { server: self.clone(), ctx: ctx.clone(), client, stream, tx, options, next_auto_id: 0 };
         (session, out_rx)
     }
 }
@@ -126,6 +130,12 @@ impl WatchSession {
 }
 
 impl WatchSession {
+    /// Waits until the client stops reading responses. A client that closed its side of the
+    /// stream still gets events until then, as etcd sends them.
+    pub async fn client_gone(&self) {
+        self.client.closed().await
+    }
+
     /// A watch needs READ on its range, checked once at creation. As etcd 3.4, a watch "from a
     /// key on" (`range_end` `"\0"`) is checked as that one key.
     async fn permitted(&self, c: &WatchCreateRequest) -> crate::error::Result<()> {
