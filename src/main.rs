@@ -70,6 +70,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         snapshot_count: cfg.snapshot_count,
         strict_reconfig_check: cfg.strict_reconfig_check,
         watch_progress_interval: cfg.watch_progress_interval,
+        quota_backend_bytes: cfg.quota_backend_bytes,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();

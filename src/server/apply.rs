@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::alarms::Alarms;
 use super::kv::{self, LeaseLookup};
 use super::membership::{from_record, Members};
 use super::waiters::Applied;
@@ -42,6 +43,7 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub members: Arc<Members>,
     pub peers: Arc<PeerBook>,
+    pub alarms: Arc<Alarms>,
     /// This member's id: applying its own removal stops it, after `stop_delay`.
     pub self_id: u64,
     /// How long a removed member keeps serving raft after its removal is applied, so the others
@@ -118,6 +120,7 @@ impl StateMachine for Applier {
         self.lessor.reload(&*engine)?;
         super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
         self.members.reload(&*engine)?;
+        self.alarms.reload(&*engine)?;
         for m in self.members.list() {
             self.peers.set(m.id, m.peer_urls.clone());
         }
@@ -128,6 +131,9 @@ impl StateMachine for Applier {
 impl Applier {
     fn apply_one(&self, batch: &mut ApplyBatch<'_>, req: Option<Request>) -> Result<Applied> {
         let leases = &*self.lessor;
+        if let Some(refused) = req.as_ref().and_then(|r| self.alarms.refuses(r)) {
+            return Err(refused);
+        }
         match req {
             Some(Request::Put(p)) => kv::put(&mut batch.txn(), &p, leases).map(Applied::Put),
             Some(Request::DeleteRange(d)) => kv::delete_range(&mut batch.txn(), &d).map(Applied::DeleteRange),
@@ -138,6 +144,7 @@ impl Applier {
             Some(Request::LeaseCheckpoint(c)) => Ok(self.checkpoint(batch, &c)),
             Some(Request::MemberAttributes(m)) => self.update_member(batch, m, true),
             Some(Request::MemberUpdate(m)) => self.update_member(batch, m, false),
+            Some(Request::Alarm(a)) => Ok(Applied::Alarm(self.alarms.apply(batch.batch_mut(), &a))),
             None => Err(Error::Internal("empty replicated request".into())),
         }
     }

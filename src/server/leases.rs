@@ -37,11 +37,12 @@ pub(super) fn attach_stored_keys(kv: &KvStore, lessor: &Lessor) -> Result<()> {
 }
 
 impl Server {
-    pub async fn lease_grant(&self, _ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    pub async fn lease_grant(&self, ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
         // A leader whose lessor the primary loop has not promoted yet (within a tick of the
         // election) promotes it now: a lease granted on a primary expires after exactly its TTL,
         // while promotion extends the leases it finds by an election timeout.
         self.follow_leadership();
+        self.check_quota(ctx, super::alarms::Cost::LeaseGrant).await?;
         if r.id == 0 {
             r.id = (self.next_request_id() & ((1 << 63) - 1)) as i64;
         }

@@ -19,8 +19,10 @@
 //!
 //! Not done here yet: auth (see `docs/compatibility.md`).
 
+mod alarms;
 pub mod apply;
 mod cluster;
+mod concurrency;
 mod context;
 mod forward;
 pub mod kv;
@@ -39,6 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
+use self::alarms::{Alarms, Cost};
 use self::apply::Applier;
 pub use self::context::{Origin, RequestContext};
 pub use self::maintenance::ETCD_VERSION;
@@ -92,6 +95,8 @@ pub struct ServerConfig {
     pub strict_reconfig_check: bool,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
+    /// `--quota-backend-bytes`: 0 is etcd's default (2 GiB), negative means no quota.
+    pub quota_backend_bytes: i64,
 }
 
 impl ServerConfig {
@@ -114,6 +119,7 @@ pub struct Server {
     lessor: Arc<Lessor>,
     hub: Arc<WatchHub>,
     members: Arc<Members>,
+    alarms: Arc<Alarms>,
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -134,6 +140,7 @@ impl Server {
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
         let members = Arc::new(Members::open(&*engine)?);
+        let alarms = Arc::new(Alarms::open(&*engine)?);
         let peers = Arc::new(PeerBook::new(cfg.peer_tls.clone(), cfg.cluster_id));
         for m in cfg.known_peers.iter().chain(members.list().iter()) {
             peers.set(m.id, m.peer_urls.clone());
@@ -145,6 +152,7 @@ impl Server {
             waiters: waiters.clone(),
             members: members.clone(),
             peers: peers.clone(),
+            alarms: alarms.clone(),
             self_id: cfg.member_id,
             stop_delay: cfg.heartbeat * 10,
             removed: false,
@@ -179,7 +187,7 @@ impl Server {
         let hub_task = hub.clone();
         let leader_link = forward::LeaderLink::default();
         let server =
-            Arc::new(Self { cfg, engine, kv, lessor, hub, members, raft, waiters, next_id, leader_link, raft_thread });
+            Arc::new(Self { cfg, engine, kv, lessor, hub, members, alarms, raft, waiters, next_id, leader_link, raft_thread });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)
@@ -275,8 +283,9 @@ impl Server {
         Ok(resp)
     }
 
-    pub async fn put(&self, _ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
         validate::put(&p)?;
+        self.check_quota(ctx, Cost::Put(&p)).await?;
         let mut resp: PutResponse = self.propose(Proposal::Command(Request::Put(p))).await?;
         self.complete(&mut resp.header);
         Ok(resp)
@@ -289,7 +298,7 @@ impl Server {
         Ok(resp)
     }
 
-    pub async fn txn(&self, _ctx: &RequestContext, t: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, ctx: &RequestContext, t: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&t, self.cfg.max_txn_ops)?;
         let mut resp = if kv::txn_is_read_only(&t) {
             if !txn_is_serializable(&t) {
@@ -297,6 +306,7 @@ impl Server {
             }
             kv::txn(&mut ReadOnly(self.kv.point_in_time()), &t, &*self.lessor)?
         } else {
+            self.check_quota(ctx, Cost::Txn(&t)).await?;
             self.propose(Proposal::Command(Request::Txn(t))).await?
         };
         self.complete(&mut resp.header);

@@ -15,7 +15,7 @@ use super::waiters::Applied;
 use super::Server;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::{InternalRequest, MemberChangeContext, MemberRecord};
@@ -57,6 +57,7 @@ from_applied! {
     Compaction => CompactionResponse,
     LeaseGrant => LeaseGrantResponse,
     LeaseRevoke => LeaseRevokeResponse,
+    Alarm => AlarmResponse,
 }
 
 /// Requests answered by their being applied alone (membership, checkpoints, attributes).

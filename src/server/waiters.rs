@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 
 /// The result of one applied request, as the applier hands it to its waiter.
@@ -25,6 +25,7 @@ pub enum Applied {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     /// Applied with no answer beyond success (checkpoints, member changes and attributes).
     Done,
 }
