@@ -12,8 +12,8 @@ use super::context;
 use super::status::to_status;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::{
-    CampaignRequest, CampaignResponse, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
-    ResignRequest, ResignResponse,
+    CampaignRequest, CampaignResponse, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse, ResignRequest,
+    ResignResponse,
 };
 use crate::server::Server;
 

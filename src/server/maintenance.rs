@@ -7,8 +7,8 @@
 //!   and the compaction markers — read from one engine snapshot: equal on every member at the
 //!   same applied index (etcd hashes its whole bbolt file, so the values differ from etcd's).
 
-use super::{RequestContext, Server};
 use super::snapshot::{META_KEYS, TABLES};
+use super::{RequestContext, Server};
 use crate::error::Result;
 use crate::proto::etcdserverpb::{
     DefragmentResponse, HashKvRequest, HashKvResponse, HashResponse, MoveLeaderRequest, MoveLeaderResponse,

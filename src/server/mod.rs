@@ -186,8 +186,20 @@ impl Server {
         let raft_thread = Mutex::new(Some(thread));
         let hub_task = hub.clone();
         let leader_link = forward::LeaderLink::default();
-        let server =
-            Arc::new(Self { cfg, engine, kv, lessor, hub, members, alarms, raft, waiters, next_id, leader_link, raft_thread });
+        let server = Arc::new(Self {
+            cfg,
+            engine,
+            kv,
+            lessor,
+            hub,
+            members,
+            alarms,
+            raft,
+            waiters,
+            next_id,
+            leader_link,
+            raft_thread,
+        });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)

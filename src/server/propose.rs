@@ -15,7 +15,8 @@ use super::waiters::Applied;
 use super::Server;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::{InternalRequest, MemberChangeContext, MemberRecord};

@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 
 /// The result of one applied request, as the applier hands it to its waiter.
