@@ -146,8 +146,10 @@ impl KvStore {
         self.engine.with_snapshot(&mut |snap| {
             locked.take();
             snap.scan(Table::Key, b"", &upper, &mut |k, v| {
-                let compacted = Revision::from_key(k).is_some_and(|(r, _)| r.main <= compact && !keep.contains(&r));
-                if !(compacted && !keep.is_empty()) {
+                // etcd skips compacted-away revisions only when the compaction keeps some.
+                let skip = !keep.is_empty()
+                    && Revision::from_key(k).is_some_and(|(r, _)| r.main <= compact && !keep.contains(&r));
+                if !skip {
                     hash.update(k);
                     hash.update(v);
                 }

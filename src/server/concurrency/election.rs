@@ -118,7 +118,7 @@ impl Server {
                 }
             };
             let key = kv.key.clone();
-            if tx.send(LeaderResponse { header: Some(header.clone()), kv: Some(kv) }).await.is_err() {
+            if tx.send(LeaderResponse { header: Some(header), kv: Some(kv) }).await.is_err() {
                 return Ok(());
             }
             // Follow this leader until its key is deleted.
@@ -129,8 +129,8 @@ impl Server {
                     if ev.r#type == EventType::Delete as i32 {
                         break 'leader;
                     }
-                    header = w.header.clone().unwrap_or_default();
-                    if tx.send(LeaderResponse { header: Some(header.clone()), kv: ev.kv }).await.is_err() {
+                    header = w.header.unwrap_or_default();
+                    if tx.send(LeaderResponse { header: Some(header), kv: ev.kv }).await.is_err() {
                         return Ok(());
                     }
                 }
