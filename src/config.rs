@@ -40,7 +40,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("listen-client-urls", Value, "http://localhost:2379", Honoured),
     ("max-snapshots", Value, "5", Ignored),
     ("max-wals", Value, "5", Ignored),
-    ("quota-backend-bytes", Value, "0", Ignored),
+    ("quota-backend-bytes", Value, "0", Honoured),
     ("backend-batch-interval", Value, "0", Ignored),
     ("backend-batch-limit", Value, "0", Ignored),
     ("max-txn-ops", Value, "128", Honoured),
@@ -149,6 +149,7 @@ pub struct Config {
     pub snapshot_count: u64,
     pub strict_reconfig_check: bool,
     pub watch_progress_interval: Duration,
+    pub quota_backend_bytes: i64,
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
@@ -264,6 +265,9 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         snapshot_count: num("snapshot-count")?,
         strict_reconfig_check: get("strict-reconfig-check") == "true",
         watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
+        quota_backend_bytes: get("quota-backend-bytes")
+            .parse()
+            .map_err(|_| format!("invalid value {:?} for flag --quota-backend-bytes", get("quota-backend-bytes")))?,
         log_level: get("log-level"),
         storage_engine,
         peer_tls: PeerTlsFlags {

@@ -103,6 +103,14 @@ pub enum Error {
     /// A member with only a JWT public key cannot issue tokens (etcd: gRPC `Unknown`).
     #[error("auth: token signing attempted with verify-only key")]
     VerifyOnlyToken,
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -218,6 +226,9 @@ pub fn to_status(e: Error) -> tonic::Status {
         Error::LeaseExists => Code::FailedPrecondition,
         Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
         Error::Unimplemented(_) => Code::Unimplemented,
+        // etcd's election package errors are plain Go errors: gRPC `Unknown`.
+        Error::ElectionNotLeader | Error::ElectionNoLeader | Error::MissingLeaderKey => Code::Unknown,
+        Error::Corrupt => Code::DataLoss,
         Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
         Error::Storage(_) | Error::Internal(_) => Code::Internal,
     };

@@ -74,6 +74,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         auth_token_ttl: cfg.auth_token_ttl,
         bcrypt_cost: cfg.bcrypt_cost,
         client_cert_auth: cfg.client_cert_auth,
+        quota_backend_bytes: cfg.quota_backend_bytes,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();

@@ -1,5 +1,5 @@
-//! `etcdserverpb.Maintenance`: status, alarms, defragment and leadership transfer, answered by the
-//! server. Hash, HashKV and Snapshot answer `Unimplemented` until they exist.
+//! `etcdserverpb.Maintenance`: status, alarms, defragment, hashes and leadership transfer,
+//! answered by the server. Snapshot answers `Unimplemented` until it exists.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ type SnapshotStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Snapsh
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = context(&req);
-        Ok(Response::new(self.server.alarm(&ctx, req.into_inner())))
+        self.server.alarm(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -36,12 +36,13 @@ impl Maintenance for MaintenanceService {
         self.server.defragment(&context(&req)).await.map(Response::new).map_err(to_status)
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented("Maintenance.Hash is not implemented by MetaStore yet"))
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.server.hash(&context(&req)).await.map(Response::new).map_err(to_status)
     }
 
-    async fn hash_kv(&self, _req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(Status::unimplemented("Maintenance.HashKV is not implemented by MetaStore yet"))
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let ctx = context(&req);
+        self.server.hash_kv(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
     }
 
     type SnapshotStream = SnapshotStream;

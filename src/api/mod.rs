@@ -4,15 +4,17 @@
 //!
 //! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
 //! The peer API (`crate::peer`) is served separately on the peer URLs.
-//! Services not listed here (Lock, Election) are not registered yet, so
-//! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
+//! Every etcd v3 service is registered (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock,
+//! Election); `docs/compatibility.md` tracks each RPC.
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod status;
 pub mod watch;
@@ -29,6 +31,8 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::{RequestContext, Server};
 
 /// The request context of a client call: who is calling and from where, with the token it sent
@@ -62,12 +66,16 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
     let watch = WatchServer::new(watch::WatchService { server: server.clone(), max_response_bytes: max_request_bytes })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(lock::LockService { server: server.clone() });
+    let election = ElectionServer::new(election::ElectionService { server: server.clone() });
     let router = Routes::new(kv)
         .add_service(maintenance)
         .add_service(cluster)
         .add_service(lease)
         .add_service(watch)
         .add_service(auth)
+        .add_service(lock)
+        .add_service(election)
         .into_axum_router()
         .merge(http::router(server.clone()))
         .merge(gateway::router(server, max_request_bytes));

@@ -186,6 +186,9 @@ impl AuthStore {
 
     fn perms(&self, state: &State, name: &str, user: &User) -> Arc<UserPerms> {
         let mut cache = self.cache.lock().expect("auth cache lock");
+        if let Some(perms) = cache.get(name) {
+            return perms.clone();
+        }
         cache
             .entry(name.to_string())
             .or_insert_with(|| {

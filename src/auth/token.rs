@@ -75,9 +75,9 @@ impl Tokens {
 
     /// What `token` stands for: `revision` is the store's current auth revision, `applied` this
     /// member's applied raft index.
-    pub fn lookup(&self, token: &str, revision: u64, applied: u64) -> Lookup {
+    pub fn lookup(&self, token: &str, revision: u64, applied: impl FnOnce() -> u64) -> Lookup {
         match self {
-            Tokens::Simple(s) => s.lookup(token, revision, applied),
+            Tokens::Simple(s) => s.lookup(token, revision, applied()),
             Tokens::Jwt(j) => j.lookup(token),
         }
     }
@@ -117,6 +117,8 @@ struct SimpleState {
     enabled: bool,
     /// token → (user, last use)
     tokens: HashMap<String, (String, Instant)>,
+    /// When expired tokens were last dropped (at most once a second, not on every login).
+    pruned: Option<Instant>,
 }
 
 impl SimpleTokens {
@@ -129,7 +131,10 @@ impl SimpleTokens {
         let now = Instant::now();
         let mut state = self.state.lock().expect("token lock");
         let ttl = self.ttl;
-        state.tokens.retain(|_, (_, used)| now.duration_since(*used) < ttl);
+        if state.pruned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+            state.tokens.retain(|_, (_, used)| now.duration_since(*used) < ttl);
+            state.pruned = Some(now);
+        }
         if state.enabled {
             state.tokens.insert(token.clone(), (user.to_string(), now));
         }
@@ -159,7 +164,12 @@ impl SimpleTokens {
     }
 }
 
+/// Verified JWTs remembered, so a client reusing its token costs a lookup, not a signature check.
+const JWT_CACHE_ENTRIES: usize = 10_000;
+
 pub struct JwtTokens {
+    /// token → (its claims, expiry in Unix seconds); emptied when full.
+    verified: Mutex<HashMap<String, (AuthInfo, u64)>>,
     algorithm: Algorithm,
     /// `None`: verify-only (no private key).
     encoding: Option<EncodingKey>,
@@ -223,7 +233,7 @@ impl JwtTokens {
             }
             Algorithm::EdDSA => return Err(Error::InvalidArgument("auth: invalid auth signature method".into())),
         };
-        Ok(Self { algorithm, encoding, decoding, ttl })
+        Ok(Self { verified: Mutex::default(), algorithm, encoding, decoding, ttl })
     }
 
     fn assign(&self, user: &str, revision: u64) -> Result<String> {
@@ -235,12 +245,22 @@ impl JwtTokens {
     }
 
     fn lookup(&self, token: &str) -> Lookup {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Some((who, exp)) = self.verified.lock().expect("jwt cache lock").get(token) {
+            return if *exp > now { Lookup::Valid(who.clone()) } else { Lookup::Invalid };
+        }
         let mut validation = Validation::new(self.algorithm);
         validation.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
-            Ok(data) => Lookup::Valid(AuthInfo { user: data.claims.username, revision: data.claims.revision }),
-            Err(_) => Lookup::Invalid,
+        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) else {
+            return Lookup::Invalid;
+        };
+        let who = AuthInfo { user: data.claims.username, revision: data.claims.revision };
+        let mut verified = self.verified.lock().expect("jwt cache lock");
+        if verified.len() >= JWT_CACHE_ENTRIES {
+            verified.clear();
         }
+        verified.insert(token.to_string(), (who.clone(), data.claims.exp));
+        Lookup::Valid(who)
     }
 }
 
@@ -287,11 +307,11 @@ mod tests {
         assert!(prefix.chars().all(|c| c.is_ascii_alphabetic()));
         let token = tokens.assign("alice", 3, &prefix, 9).unwrap();
         assert_eq!(token, format!("{prefix}.9"));
-        assert_eq!(tokens.lookup(&token, 4, 8), Lookup::NotYetApplied(9));
-        assert_eq!(tokens.lookup(&token, 4, 9), Lookup::Valid(AuthInfo { user: "alice".into(), revision: 4 }));
-        assert_eq!(tokens.lookup("nodot", 4, 9), Lookup::Invalid);
+        assert_eq!(tokens.lookup(&token, 4, || 8), Lookup::NotYetApplied(9));
+        assert_eq!(tokens.lookup(&token, 4, || 9), Lookup::Valid(AuthInfo { user: "alice".into(), revision: 4 }));
+        assert_eq!(tokens.lookup("nodot", 4, || 9), Lookup::Invalid);
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(tokens.lookup(&token, 4, 9), Lookup::Invalid, "expired");
+        assert_eq!(tokens.lookup(&token, 4, || 9), Lookup::Invalid, "expired");
     }
 
     #[test]
@@ -301,10 +321,10 @@ mod tests {
         let a = tokens.assign("alice", 1, "aaaaaaaaaaaaaaaa", 1).unwrap();
         let b = tokens.assign("bob", 1, "bbbbbbbbbbbbbbbb", 2).unwrap();
         tokens.invalidate_user("alice");
-        assert_eq!(tokens.lookup(&a, 1, 5), Lookup::Invalid);
-        assert!(matches!(tokens.lookup(&b, 1, 5), Lookup::Valid(_)));
+        assert_eq!(tokens.lookup(&a, 1, || 5), Lookup::Invalid);
+        assert!(matches!(tokens.lookup(&b, 1, || 5), Lookup::Valid(_)));
         tokens.disable();
-        assert_eq!(tokens.lookup(&b, 1, 5), Lookup::Invalid);
+        assert_eq!(tokens.lookup(&b, 1, || 5), Lookup::Invalid);
     }
 
     #[test]
@@ -315,8 +335,8 @@ mod tests {
         let flag = format!("jwt,priv-key={},sign-method=HS256,ttl=1m", key.display());
         let tokens = Tokens::from_flags(&flag, Duration::from_secs(300)).unwrap();
         let token = tokens.assign("root", 7, "", 0).unwrap();
-        assert_eq!(tokens.lookup(&token, 9, 0), Lookup::Valid(AuthInfo { user: "root".into(), revision: 7 }));
-        assert_eq!(tokens.lookup(&format!("{token}x"), 9, 0), Lookup::Invalid);
+        assert_eq!(tokens.lookup(&token, 9, || 0), Lookup::Valid(AuthInfo { user: "root".into(), revision: 7 }));
+        assert_eq!(tokens.lookup(&format!("{token}x"), 9, || 0), Lookup::Invalid);
     }
 
     #[test]

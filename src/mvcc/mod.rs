@@ -24,4 +24,6 @@ pub mod watch;
 
 pub use key_range::{prefix_end, KeyRange};
 pub use revision::Revision;
-pub use store::{ApplyBatch, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult, ReadView, WriteTxn};
+pub use store::{
+    ApplyBatch, KvHash, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult, ReadView, WriteTxn,
+};

@@ -470,8 +470,12 @@ mod tests {
         fn with_snapshot(&self, read: &mut dyn FnMut(&dyn crate::storage::Reads) -> Result<()>) -> Result<()> {
             self.inner.with_snapshot(read)
         }
-        fn size_bytes(&self) -> u64 {
-            self.inner.size_bytes()
+        fn table_bytes(&self, tables: &[Table]) -> u64 {
+            self.inner.table_bytes(tables)
+        }
+
+        fn compact(&self) -> Result<()> {
+            self.inner.compact()
         }
     }
 

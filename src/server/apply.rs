@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::alarms::Alarms;
 use super::auth::{self, Caller};
 use super::kv::{self, LeaseLookup};
 use super::membership::{from_record, Members};
@@ -45,6 +46,7 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub members: Arc<Members>,
     pub peers: Arc<PeerBook>,
+    pub alarms: Arc<Alarms>,
     /// This member's id: applying its own removal stops it, after `stop_delay`.
     pub self_id: u64,
     /// How long a removed member keeps serving raft after its removal is applied, so the others
@@ -123,6 +125,7 @@ impl StateMachine for Applier {
         self.auth.reload(&*engine)?;
         super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
         self.members.reload(&*engine)?;
+        self.alarms.reload(&*engine)?;
         for m in self.members.list() {
             self.peers.set(m.id, m.peer_urls.clone());
         }
@@ -132,7 +135,7 @@ impl StateMachine for Applier {
 
 impl Applier {
     /// Applies one command as `caller`, whose permissions are checked against the auth store as
-    /// of this entry.
+    /// of this entry; an active alarm refuses what it forbids first.
     fn apply_one(
         &self,
         batch: &mut ApplyBatch<'_>,
@@ -141,6 +144,9 @@ impl Applier {
         req: Option<Request>,
     ) -> Result<Applied> {
         let (leases, store) = (&*self.lessor, &*self.auth);
+        if let Some(refused) = req.as_ref().and_then(|r| self.alarms.refuses(r)) {
+            return Err(refused);
+        }
         match req {
             Some(Request::Put(p)) => {
                 auth::check_put(store, leases, caller, &p)?;
@@ -177,6 +183,7 @@ impl Applier {
                 | Request::RoleGrantPermission(_)
                 | Request::RoleRevokePermission(_)),
             ) => auth::apply(store, batch.batch_mut(), caller, index, r),
+            Some(Request::Alarm(a)) => Ok(Applied::Alarm(self.alarms.apply(batch.batch_mut(), &a))),
             None => Err(Error::Internal("empty replicated request".into())),
         }
     }

@@ -155,8 +155,7 @@ impl Server {
         }
         if let Some(token) = &ctx.token {
             loop {
-                let applied = self.raft.status().applied;
-                match self.auth.tokens().lookup(token, self.auth.revision(), applied) {
+                match self.auth.tokens().lookup(token, self.auth.revision(), || self.raft.status().applied) {
                     Lookup::Valid(who) => return Ok(Caller::Client(who)),
                     Lookup::Invalid => return Err(Error::InvalidAuthToken),
                     Lookup::NotYetApplied(index) => self.wait_applied(index).await?,
@@ -217,12 +216,17 @@ impl Server {
         Ok(self.header(self.kv.read().rev()))
     }
 
-    /// Hashes on the blocking pool: bcrypt takes tens of milliseconds at cost 10.
-    async fn hash(&self, password: String) -> Result<Vec<u8>> {
+    /// Runs bcrypt work (tens of milliseconds of CPU each at cost 10) on the blocking pool, at
+    /// most half the cores at a time: a storm of logins queues here instead of taking every core
+    /// from the requests of other clients.
+    async fn bcrypt<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let _permit = self.bcrypt_slots.acquire().await.map_err(|_| Error::Stopped)?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("bcrypt task: {e}")))?
+    }
+
+    async fn hash_password(&self, password: String) -> Result<Vec<u8>> {
         let cost = self.cfg.bcrypt_cost;
-        tokio::task::spawn_blocking(move || auth::hash_password(&password, cost))
-            .await
-            .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+        self.bcrypt(move || auth::hash_password(&password, cost)).await
     }
 
     pub async fn auth_enable(&self, ctx: &RequestContext) -> Result<AuthEnableResponse> {
@@ -250,9 +254,7 @@ impl Server {
         self.linearizable_barrier().await?;
         loop {
             let (auth, name, password) = (self.auth.clone(), r.name.clone(), r.password.clone());
-            let checked = tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
-                .await
-                .map_err(|e| Error::Internal(format!("password check task: {e}")))??;
+            let checked = self.bcrypt(move || auth.check_password(&name, &password)).await?;
             let record = AuthenticateRecord {
                 name: r.name.clone(),
                 simple_token_prefix: auth::Tokens::simple_prefix(),
@@ -268,7 +270,7 @@ impl Server {
 
     pub async fn user_add(&self, ctx: &RequestContext, r: AuthUserAddRequest) -> Result<AuthUserAddResponse> {
         let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
-        let hashed_password = if no_password { Vec::new() } else { self.hash(r.password).await? };
+        let hashed_password = if no_password { Vec::new() } else { self.hash_password(r.password).await? };
         let record = UserRecord { name: r.name, hashed_password, no_password };
         let header = self.propose_auth(ctx, Request::UserAdd(record)).await?;
         Ok(AuthUserAddResponse { header: Some(header) })
@@ -301,7 +303,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthUserChangePasswordRequest,
     ) -> Result<AuthUserChangePasswordResponse> {
-        let record = UserRecord { name: r.name, hashed_password: self.hash(r.password).await?, no_password: false };
+        let record =
+            UserRecord { name: r.name, hashed_password: self.hash_password(r.password).await?, no_password: false };
         let header = self.propose_auth(ctx, Request::UserChangePassword(record)).await?;
         Ok(AuthUserChangePasswordResponse { header: Some(header) })
     }

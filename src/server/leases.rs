@@ -43,6 +43,7 @@ impl Server {
         // election) promotes it now: a lease granted on a primary expires after exactly its TTL,
         // while promotion extends the leases it finds by an election timeout.
         self.follow_leadership();
+        self.check_quota(ctx, super::alarms::Cost::LeaseGrant).await?;
         if r.id == 0 {
             r.id = (self.next_request_id() & ((1 << 63) - 1)) as i64;
         }

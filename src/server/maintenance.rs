@@ -1,11 +1,22 @@
 //! The Maintenance service's answers, shaped as etcd 3.4 shapes them — including where etcd
-//! sends no header at all (Alarm, Defragment, MoveLeader).
+//! sends no header at all (Alarm, Defragment, MoveLeader). Alarms live in [`super::alarms`].
+//!
+//! * `HashKV` is etcd's `HashByRev` ([`crate::mvcc::KvStore::hash_kv`]): equal to etcd's value
+//!   after the same history.
+//! * `Hash` is a CRC-32C of the replicated state — every replicated table (name, keys, values)
+//!   and the compaction markers — read from one engine snapshot: equal on every member at the
+//!   same applied index (etcd hashes its whole bbolt file, so the values differ from etcd's).
 
+use super::snapshot::{META_KEYS, TABLES};
 use super::{RequestContext, Server};
 use crate::error::Result;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentResponse, MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusResponse,
 };
+use crate::storage::crc32c::Crc32c;
+use crate::storage::schema::{META_APPLIED_INDEX, META_APPLIED_TERM};
+use crate::storage::Table;
 
 /// The etcd version reported to clients; clients and Kubernetes gate features on it.
 pub const ETCD_VERSION: &str = "3.4.23";
@@ -28,16 +39,39 @@ impl Server {
         }
     }
 
-    /// No alarm is ever raised yet (quotas and corruption checks do not exist), so there is
-    /// nothing to list, activate or deactivate.
-    pub fn alarm(&self, _ctx: &RequestContext, _r: AlarmRequest) -> AlarmResponse {
-        AlarmResponse { header: None, alarms: Vec::new() }
-    }
-
-    /// RocksDB compacts its files in the background: there is nothing to defragment. Admins only.
+    /// Compacts every table of this member's engine now (RocksDB `compact_range`), on a
+    /// blocking thread; reads and writes go on meanwhile. Not replicated, as in etcd.
     pub async fn defragment(&self, ctx: &RequestContext) -> Result<DefragmentResponse> {
         self.check_admin_maintenance(ctx).await?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.compact())
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("defragment: {e}")))??;
         Ok(DefragmentResponse { header: None })
+    }
+
+    /// etcd's HashKV: see [`crate::mvcc::KvStore::hash_kv`]. The header names the current
+    /// revision.
+    pub async fn hash_kv(&self, ctx: &RequestContext, r: HashKvRequest) -> Result<HashKvResponse> {
+        self.check_admin_maintenance(ctx).await?;
+        let kv = self.kv.clone();
+        let h = tokio::task::spawn_blocking(move || kv.hash_kv(r.revision))
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("hash: {e}")))??;
+        // etcd's compact revision is -1 until the first compaction.
+        let compact_revision = if h.compact_rev == 0 { -1 } else { h.compact_rev };
+        Ok(HashKvResponse { header: Some(self.header(h.current_rev)), hash: h.hash, compact_revision })
+    }
+
+    /// A hash of the replicated state; the header names the revision it was taken at.
+    pub async fn hash(&self, ctx: &RequestContext) -> Result<HashResponse> {
+        self.check_admin_maintenance(ctx).await?;
+        let engine = self.engine.clone();
+        let (hash, applied) = tokio::task::spawn_blocking(move || state_hash(&*engine))
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("hash: {e}")))??;
+        tracing::debug!(applied, hash, "hashed the replicated state");
+        Ok(HashResponse { header: Some(self.header(self.kv.read().rev())), hash })
     }
 
     /// Hands leadership to voter `target_id` and waits until it leads.
@@ -45,4 +79,38 @@ impl Server {
         self.transfer_leadership(r.target_id).await?;
         Ok(MoveLeaderResponse { header: None })
     }
+}
+
+/// CRC-32C of every replicated table (its name, then each key and value in order) and the meta
+/// keys describing them other than the applied position, from one engine snapshot; also answers
+/// the applied index the snapshot holds.
+fn state_hash(engine: &dyn crate::storage::Engine) -> Result<(u32, u64)> {
+    let mut hash = Crc32c::default();
+    let mut applied = 0;
+    engine.with_snapshot(&mut |snap| {
+        for table in TABLES {
+            hash.update(table.name().as_bytes());
+            snap.scan(table, b"", b"", &mut |k, v| {
+                hash.update(k);
+                hash.update(v);
+                true
+            })?;
+        }
+        hash.update(Table::Meta.name().as_bytes());
+        for key in META_KEYS {
+            let value = snap.get(Table::Meta, key)?;
+            if key == META_APPLIED_INDEX {
+                applied = value.as_deref().and_then(crate::storage::schema::decode_u64).unwrap_or(0);
+            }
+            if key == META_APPLIED_INDEX || key == META_APPLIED_TERM {
+                continue;
+            }
+            if let Some(v) = value {
+                hash.update(key);
+                hash.update(&v);
+            }
+        }
+        Ok(())
+    })?;
+    Ok((hash.sum(), applied))
 }

@@ -20,9 +20,11 @@
 //! Auth ([`auth`]): every call resolves its caller from the request context; reads are checked
 //! here, writes by the applier against the auth store as of their entry.
 
+mod alarms;
 pub mod apply;
 mod auth;
 mod cluster;
+mod concurrency;
 mod context;
 mod forward;
 pub mod kv;
@@ -41,6 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
+use self::alarms::{Alarms, Cost};
 use self::apply::Applier;
 pub use self::auth::Caller;
 pub use self::context::{Origin, RequestContext};
@@ -104,6 +107,8 @@ pub struct ServerConfig {
     pub bcrypt_cost: u32,
     /// `--client-cert-auth`: a client's certificate common name is its user when it sends no token.
     pub client_cert_auth: bool,
+    /// `--quota-backend-bytes`: 0 is etcd's default (2 GiB), negative means no quota.
+    pub quota_backend_bytes: i64,
 }
 
 impl ServerConfig {
@@ -127,11 +132,14 @@ pub struct Server {
     auth: Arc<AuthStore>,
     hub: Arc<WatchHub>,
     members: Arc<Members>,
+    alarms: Arc<Alarms>,
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
     /// Channel to the leader for requests only it answers (`forward`).
     leader_link: forward::LeaderLink,
+    /// Concurrent bcrypt computations allowed (`auth`): half the cores, at least one.
+    bcrypt_slots: tokio::sync::Semaphore,
     raft_thread: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
 }
 
@@ -149,6 +157,7 @@ impl Server {
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
         let members = Arc::new(Members::open(&*engine)?);
+        let alarms = Arc::new(Alarms::open(&*engine)?);
         let peers = Arc::new(PeerBook::new(cfg.peer_tls.clone(), cfg.cluster_id));
         for m in cfg.known_peers.iter().chain(members.list().iter()) {
             peers.set(m.id, m.peer_urls.clone());
@@ -161,6 +170,7 @@ impl Server {
             waiters: waiters.clone(),
             members: members.clone(),
             peers: peers.clone(),
+            alarms: alarms.clone(),
             self_id: cfg.member_id,
             stop_delay: cfg.heartbeat * 10,
             removed: false,
@@ -202,11 +212,15 @@ impl Server {
             auth,
             hub,
             members,
+            alarms,
             raft,
             waiters,
             next_id,
             leader_link,
             raft_thread,
+            bcrypt_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            ),
         });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
@@ -308,6 +322,7 @@ impl Server {
 
     pub async fn put(&self, ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
         validate::put(&p)?;
+        self.check_quota(ctx, Cost::Put(&p)).await?;
         let caller = self.caller(ctx).await?;
         let mut resp: PutResponse = self.propose(Proposal::Command(Request::Put(p), caller)).await?;
         self.complete(&mut resp.header);
@@ -334,6 +349,7 @@ impl Server {
             self.check_unchanged(&caller)?;
             resp
         } else {
+            self.check_quota(ctx, Cost::Txn(&t)).await?;
             self.propose(Proposal::Command(Request::Txn(t), caller)).await?
         };
         self.complete(&mut resp.header);

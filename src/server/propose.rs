@@ -16,7 +16,8 @@ use super::waiters::Applied;
 use super::Server;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 use crate::proto::metastorepb::internal_request::Request;
 use crate::proto::metastorepb::{InternalRequest, MemberChangeContext, MemberRecord};
@@ -58,6 +59,7 @@ from_applied! {
     Compaction => CompactionResponse,
     LeaseGrant => LeaseGrantResponse,
     LeaseRevoke => LeaseRevokeResponse,
+    Alarm => AlarmResponse,
 }
 
 impl FromApplied for Token {

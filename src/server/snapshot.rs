@@ -14,8 +14,10 @@ use crate::storage::schema::{
 };
 use crate::storage::{Engine, Table, WriteBatch};
 
-const TABLES: [Table; 4] = [Table::Key, Table::Lease, Table::Members, Table::Auth];
-const META_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_APPLIED_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT];
+/// The replicated tables (what a snapshot carries, what `Hash` covers, what the quota counts).
+pub(super) const TABLES: [Table; 5] = [Table::Key, Table::Lease, Table::Members, Table::Alarm, Table::Auth];
+pub(super) const META_KEYS: [&[u8]; 4] =
+    [META_APPLIED_INDEX, META_APPLIED_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT];
 
 /// Builds snapshots on a background thread from an engine snapshot (writes go on meanwhile),
 /// and keeps the last one for the next member that needs it.

@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 
 /// The result of one applied request, as the applier hands it to its waiter.
@@ -27,6 +28,7 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     /// A token issued by Authenticate.
     Token(String),
+    Alarm(AlarmResponse),
     /// Applied with no answer beyond success (checkpoints, member changes and attributes).
     Done,
 }

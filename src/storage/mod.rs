@@ -19,6 +19,7 @@
 //!
 //! Not done here: MVCC, raft or etcd semantics. The engine knows bytes and tables only.
 
+pub mod crc32c;
 mod memory;
 mod rocks;
 pub mod schema;
@@ -118,7 +119,16 @@ pub trait Engine: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
 
     /// Approximate bytes used on disk (or in memory), as reported in `Status.dbSize`.
-    fn size_bytes(&self) -> u64;
+    fn size_bytes(&self) -> u64 {
+        self.table_bytes(&Table::ALL)
+    }
+
+    /// Approximate bytes `tables` use (files and memtables; key and value bytes in memory).
+    fn table_bytes(&self, tables: &[Table]) -> u64;
+
+    /// Reclaims the space of deleted and overwritten data in every table, now (etcd's
+    /// defragment). Reads and writes go on meanwhile.
+    fn compact(&self) -> Result<()>;
 }
 
 /// Decodes every value of `table` as a protobuf message `M`, in key order; a value that does not

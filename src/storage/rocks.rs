@@ -153,8 +153,8 @@ impl Engine for RocksEngine {
         self.db.write_opt(wb, &wo).map_err(storage_err)
     }
 
-    fn size_bytes(&self) -> u64 {
-        Table::ALL
+    fn table_bytes(&self, tables: &[Table]) -> u64 {
+        tables
             .iter()
             .map(|t| {
                 let cf = self.cf(*t);
@@ -163,5 +163,19 @@ impl Engine for RocksEngine {
                 sst.ok().flatten().unwrap_or(0) + mem.ok().flatten().unwrap_or(0)
             })
             .sum()
+    }
+
+    /// Flushes every memtable, then compacts every column family's whole key range to the
+    /// bottom level, dropping deleted and overwritten versions. RocksDB runs it beside reads and
+    /// writes (no lock is held).
+    fn compact(&self) -> Result<()> {
+        for table in Table::ALL {
+            let cf = self.cf(table);
+            self.db.flush_cf(cf).map_err(storage_err)?;
+            let mut opts = rocksdb::CompactOptions::default();
+            opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! | `raft_state`| one of the `RAFT_*` names below       | `eraftpb` messages                 |
 //! | `members`   | member id, 8 bytes big-endian         | member record                      |
 //! | `auth`      | `enabled`, `revision`, `user/<name>`, `role/<name>` | flag, big-endian u64, `authpb.User`, `authpb.Role` |
+//! | `alarm`     | `etcdserverpb.AlarmMember` (as etcd)  | empty                              |
 
 /// A named table: a RocksDB column family or one in-memory map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,11 +21,20 @@ pub enum Table {
     RaftState,
     Members,
     Auth,
+    Alarm,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] =
-        [Table::Key, Table::Meta, Table::Lease, Table::RaftLog, Table::RaftState, Table::Members, Table::Auth];
+    pub const ALL: [Table; 8] = [
+        Table::Key,
+        Table::Meta,
+        Table::Lease,
+        Table::RaftLog,
+        Table::RaftState,
+        Table::Members,
+        Table::Alarm,
+        Table::Auth,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +45,7 @@ impl Table {
             Table::RaftState => "raft_state",
             Table::Members => "members",
             Table::Auth => "auth",
+            Table::Alarm => "alarm",
         }
     }
 }

@@ -144,6 +144,30 @@ impl KeyIndex {
         self.generations.drain(..gen_idx);
     }
 
+    /// Adds to `keep` the revisions a compaction at `at` would keep, changing nothing (etcd's
+    /// `keyIndex.keep`, which `HashKV` uses to skip revisions a compaction is removing).
+    pub fn keep(&self, at: i64, keep: &mut std::collections::HashSet<Revision>) {
+        if self.is_empty() {
+            return;
+        }
+        let last = self.generations.len() - 1;
+        let mut gen_idx = 0;
+        while gen_idx < last {
+            let tomb = self.generations[gen_idx].revs.last().expect("closed generation has a tombstone");
+            if tomb.main > at {
+                break;
+            }
+            gen_idx += 1;
+        }
+        let g = &self.generations[gen_idx];
+        if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
+            // A tombstone is never kept.
+            if !(n + 1 == g.revs.len() && gen_idx != last) {
+                keep.insert(g.revs[n]);
+            }
+        }
+    }
+
     /// True when only the empty live generation is left: the owner should drop the index.
     pub fn is_empty(&self) -> bool {
         self.generations.len() == 1 && self.generations[0].is_empty()
