@@ -11,6 +11,7 @@
 //! ```
 
 pub mod api;
+pub mod bbolt;
 pub mod config;
 pub mod error;
 pub mod failpoint;
