@@ -11,6 +11,7 @@
 //! ```
 
 pub mod api;
+pub mod backup;
 pub mod bbolt;
 pub mod config;
 pub mod error;

@@ -1,8 +1,9 @@
-//! `etcdserverpb.Maintenance`: status, alarms, defragment and leadership transfer, answered by the
-//! server. Hash, HashKV and Snapshot answer `Unimplemented` until they exist.
+//! `etcdserverpb.Maintenance`: status, alarms, defragment, leadership transfer and the snapshot
+//! stream, answered by the server. Hash and HashKV answer `Unimplemented` until they exist.
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use super::context;
@@ -46,8 +47,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("Maintenance.Snapshot is not implemented by MetaStore yet"))
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let chunks = self.server.snapshot(&context(&req));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(chunks).map(|r| r.map_err(to_status));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

@@ -12,6 +12,12 @@ pub struct Db {
     pub txid: u64,
 }
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("bytes", &self.data.len()).field("page_size", &self.page_size).field("txid", &self.txid).finish()
+    }
+}
+
 /// Where a B+tree's root is: a page of the file, or an inline page inside a bucket value.
 #[derive(Clone, Copy)]
 enum Node<'a> {

@@ -20,6 +20,7 @@
 //! Not done here yet: auth (see `docs/compatibility.md`).
 
 pub mod apply;
+mod backup;
 mod cluster;
 mod context;
 mod forward;
