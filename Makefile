@@ -12,7 +12,8 @@ E2E_KV := TestCtlV3Put$$|TestCtlV3PutNoTLS$$|TestCtlV3PutIgnoreValue$$|TestCtlV3
 E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteractive$$|TestCtlV3WatchInteractiveNoTLS$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)(NoTLS|PeerTLS)?$$|TestCtlV3PutIgnoreLease$$|TestCtlV3Lock$$|TestCtlV3Elect$$
 E2E_PEER_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)PeerTLS$$
 E2E_CLUSTER := TestCtlV3Member(List|Remove|Add|Update)(NoTLS|PeerTLS)?$$|TestCtlV3MemberAddForLearner$$|TestCtlV3GetQuorum$$|TestCtlV3EndpointStatus$$|TestCtlV3EndpointHealth$$
-E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)
+E2E_SNAPSHOT := TestCtlV3Snapshot$$|TestCtlV3SnapshotCorrupt$$|TestCtlV3SnapshotStatusBeforeRestore$$
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_SNAPSHOT)
 # Subtest filters apply to every matched test, so scenario subtests run on their own.
 E2E_SUBTESTS ?= TestCtlV3MoveLeaderScenarios/Insecure
 RUN ?= $(E2E_TESTS)

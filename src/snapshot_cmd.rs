@@ -21,16 +21,13 @@ fn command() -> Command {
         .about("Reads and restores snapshots in etcd's format")
         .subcommand_required(true)
         .subcommand(
-            Command::new("status")
-                .about("Prints a snapshot's hash, revision, total keys and size")
-                .arg(file())
-                .arg(
-                    Arg::new("write-out")
-                        .short('w')
-                        .long("write-out")
-                        .default_value("table")
-                        .value_parser(["simple", "json", "table"]),
-                ),
+            Command::new("status").about("Prints a snapshot's hash, revision, total keys and size").arg(file()).arg(
+                Arg::new("write-out")
+                    .short('w')
+                    .long("write-out")
+                    .default_value("table")
+                    .value_parser(["simple", "json", "table"]),
+            ),
         )
         .subcommand(
             Command::new("restore")
@@ -87,7 +84,8 @@ fn status(m: &ArgMatches) -> Result<(), String> {
 
 /// etcdctl's three renderings of a status (the hash in hex except in JSON).
 fn render(st: &Status, format: &str) -> String {
-    let cells = [format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), human_bytes(st.total_size)];
+    let cells =
+        [format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), human_bytes(st.total_size)];
     match format {
         "json" => format!(
             "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}\n",
@@ -132,7 +130,10 @@ fn restore(m: &ArgMatches) -> Result<(), String> {
         Parsed::PrintVersion => unreachable!("no --version flag was passed"),
     };
     if !cfg.initial_members().iter().any(|member| member.id == cfg.member_id()) {
-        return Err(format!("--initial-cluster has no member {} with peer URLs {:?}", cfg.name, cfg.initial_advertise_peer_urls));
+        return Err(format!(
+            "--initial-cluster has no member {} with peer URLs {:?}",
+            cfg.name, cfg.initial_advertise_peer_urls
+        ));
     }
     let file = arg(m, "file");
     let db = backup::open_file(Path::new(&file), m.get_flag("skip-hash-check")).map_err(|e| e.to_string())?;

@@ -27,13 +27,16 @@ async fn workload(c: &mut Client) -> i64 {
     compact
 }
 
+/// key, value, create, mod, version, lease.
+type Row = (Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+
 /// Everything a client can see of the workload's result.
 #[derive(Debug, PartialEq)]
 struct Seen {
     revision: i64,
-    /// key, value, create, mod, version, lease — now and just after the compaction.
-    now: Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>,
-    at_compaction: Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>,
+    /// Every key now and at the compaction revision.
+    now: Vec<Row>,
+    at_compaction: Vec<Row>,
     below_compaction_fails: bool,
     /// id, granted TTL, attached keys.
     leases: Vec<(i64, i64, Vec<Vec<u8>>)>,
@@ -45,7 +48,14 @@ async fn seen(c: &mut Client, compact: i64) -> Seen {
         r.kvs()
             .iter()
             .map(|kv| {
-                (kv.key().to_vec(), kv.value().to_vec(), kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease())
+                (
+                    kv.key().to_vec(),
+                    kv.value().to_vec(),
+                    kv.create_revision(),
+                    kv.mod_revision(),
+                    kv.version(),
+                    kv.lease(),
+                )
             })
             .collect::<Vec<_>>()
     };
@@ -55,7 +65,8 @@ async fn seen(c: &mut Client, compact: i64) -> Seen {
     let below_compaction_fails = c.get("", Some(all(compact - 1))).await.is_err();
     let mut leases = Vec::new();
     for l in c.leases().await.unwrap().leases() {
-        let ttl = c.lease_time_to_live(l.id(), Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
+        let ttl =
+            c.lease_time_to_live(l.id(), Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
         leases.push((l.id(), ttl.granted_ttl(), ttl.keys().to_vec()));
     }
     Seen { revision, now: rows(now), at_compaction, below_compaction_fails, leases }

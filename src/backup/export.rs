@@ -34,7 +34,8 @@ pub fn write<W: Write + Seek>(snap: &dyn Reads, out: W) -> Result<(W, u64)> {
     })?;
     members.sort();
 
-    let meta_u64 = |key: &[u8]| -> Result<u64> { Ok(snap.get(Table::Meta, key)?.as_deref().and_then(decode_u64).unwrap_or(0)) };
+    let meta_u64 =
+        |key: &[u8]| -> Result<u64> { Ok(snap.get(Table::Meta, key)?.as_deref().and_then(decode_u64).unwrap_or(0)) };
     let mut meta = vec![(CONSISTENT_INDEX.to_vec(), meta_u64(META_APPLIED_INDEX)?.to_be_bytes().to_vec())];
     for (theirs, ours) in [(FINISHED_COMPACT, META_FINISHED_COMPACT), (SCHEDULED_COMPACT, META_SCHEDULED_COMPACT)] {
         match meta_u64(ours)? {
@@ -61,7 +62,7 @@ pub fn write<W: Write + Seek>(snap: &dyn Reads, out: W) -> Result<(W, u64)> {
     w.finish()
 }
 
-fn copy(snap: &dyn Reads, table: Table, put: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+fn copy(snap: &dyn Reads, table: Table, put: &mut crate::bbolt::Visit<'_>) -> Result<()> {
     let mut failed = None;
     snap.scan(table, b"", b"", &mut |k, v| match put(k, v) {
         Ok(()) => true,

@@ -62,7 +62,9 @@ struct EtcdLease {
 /// The `alarm` and auth buckets as MetaStore has them today: no alarms, auth never enabled (etcd
 /// writes `authRevision` 1 when it creates its auth store). The alarm table (quota, corruption)
 /// and the auth tables (users, roles, enabled flag) fill these when they exist.
-pub fn auth_and_alarm_buckets(_snap: &dyn crate::storage::Reads) -> Result<Vec<(&'static [u8], Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub fn auth_and_alarm_buckets(
+    _snap: &dyn crate::storage::Reads,
+) -> Result<Vec<(&'static [u8], crate::bbolt::Entries)>> {
     Ok(vec![
         (b"alarm", Vec::new()),
         (b"auth", vec![(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]),

@@ -24,7 +24,10 @@ fn restored(db: &crate::bbolt::Db) -> Arc<dyn Engine> {
 fn status_of_an_etcd_snapshot_matches_etcdctl() {
     let db = open_file(GOLDEN.as_ref(), false).unwrap();
     // `etcdctl snapshot status -w json` on the same file.
-    assert_eq!(status(&db, 20480).unwrap(), Status { hash: 2951326202, revision: 12, total_key: 17, total_size: 20480 });
+    assert_eq!(
+        status(&db, 20480).unwrap(),
+        Status { hash: 2951326202, revision: 12, total_key: 17, total_size: 20480 }
+    );
 }
 
 #[test]
@@ -52,7 +55,8 @@ fn a_metastore_backup_reads_back_as_the_same_tables() {
     }
     let lease = LeaseRecord { id: 7, ttl: 60, ..Default::default() };
     b.put(Table::Lease, u64_key(7).to_vec(), lease.encode_to_vec());
-    let member = MemberRecord { id: 0xabc, name: "n1".into(), peer_urls: vec!["http://p".into()], ..Default::default() };
+    let member =
+        MemberRecord { id: 0xabc, name: "n1".into(), peer_urls: vec!["http://p".into()], ..Default::default() };
     b.put(Table::Members, u64_key(0xabc).to_vec(), member.encode_to_vec());
     b.put(Table::Meta, META_APPLIED_INDEX, 42u64.to_be_bytes());
     b.put(Table::Meta, META_SCHEDULED_COMPACT, 5u64.to_be_bytes());

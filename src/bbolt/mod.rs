@@ -40,12 +40,17 @@
 //! (a snapshot is written once), memory maps — the reader holds the file's bytes.
 
 mod read;
-mod write;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use read::Db;
 pub use write::{BucketWriter, Writer};
+
+/// A visitor of a bucket's keys and values; an error stops the walk.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), Error> + 'a;
+/// Keys and values of one bucket, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 use crate::error::Error;
 
@@ -127,6 +132,12 @@ impl Meta {
         if fnv64a(&b[0..56]) != u64_at(b, 56) {
             return Err("meta checksum mismatch".into());
         }
-        Ok(Meta { page_size: u32_at(b, 8), root: u64_at(b, 16), freelist: u64_at(b, 32), pgid: u64_at(b, 40), txid: u64_at(b, 48) })
+        Ok(Meta {
+            page_size: u32_at(b, 8),
+            root: u64_at(b, 16),
+            freelist: u64_at(b, 32),
+            pgid: u64_at(b, 40),
+            txid: u64_at(b, 48),
+        })
     }
 }

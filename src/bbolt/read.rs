@@ -3,6 +3,9 @@
 use super::{corrupt, u16_at, u32_at, u64_at, Meta, BRANCH, BUCKET_FLAG, BUCKET_HEADER, ELEMENT, LEAF, PAGE_HEADER};
 use crate::error::Result;
 
+/// A visitor of leaf elements: flags, key, value.
+type ElementVisit<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<()> + 'a;
+
 /// An open bbolt file (its bytes in memory), as of its newest valid meta page.
 pub struct Db {
     data: Vec<u8>,
@@ -14,7 +17,11 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("bytes", &self.data.len()).field("page_size", &self.page_size).field("txid", &self.txid).finish()
+        f.debug_struct("Db")
+            .field("bytes", &self.data.len())
+            .field("page_size", &self.page_size)
+            .field("txid", &self.txid)
+            .finish()
     }
 }
 
@@ -61,7 +68,7 @@ impl Db {
 
     /// Visits every key and value of top-level bucket `name` in key order (nested buckets are
     /// skipped). Returns `false` if there is no such bucket.
-    pub fn for_each(&self, name: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<bool> {
+    pub fn for_each(&self, name: &[u8], visit: &mut super::Visit<'_>) -> Result<bool> {
         let mut header = None;
         self.walk(Node::Page(self.root), &mut |flags, k, v| {
             if flags & BUCKET_FLAG != 0 && k == name {
@@ -94,7 +101,7 @@ impl Db {
     }
 
     /// Visits the leaf elements under `node` in key order as (flags, key, value).
-    fn walk<'a>(&'a self, node: Node<'a>, visit: &mut dyn FnMut(u32, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn walk<'a>(&'a self, node: Node<'a>, visit: &mut ElementVisit<'_>) -> Result<()> {
         let page = self.node(node)?;
         if page.len() < PAGE_HEADER {
             return Err(corrupt("truncated page"));

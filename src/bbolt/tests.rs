@@ -40,7 +40,7 @@ fn reads_a_snapshot_written_by_etcd() {
     assert!(!db.for_each(b"nope", &mut |_, _| Ok(())).unwrap());
 }
 
-fn write(buckets: &[(&[u8], Vec<(Vec<u8>, Vec<u8>)>)]) -> Vec<u8> {
+fn write(buckets: &[(&[u8], Entries)]) -> Vec<u8> {
     let mut w = Writer::new(Cursor::new(Vec::new())).unwrap();
     for (name, kvs) in buckets {
         let mut b = w.bucket(name);

@@ -3,7 +3,9 @@
 
 use std::io::{Seek, SeekFrom, Write};
 
-use super::{corrupt, Meta, BRANCH, BUCKET_FLAG, BUCKET_HEADER, ELEMENT, LEAF, META, NO_FREELIST, PAGE_HEADER, PAGE_SIZE};
+use super::{
+    corrupt, Meta, BRANCH, BUCKET_FLAG, BUCKET_HEADER, ELEMENT, LEAF, META, NO_FREELIST, PAGE_HEADER, PAGE_SIZE,
+};
 use crate::error::{Error, Result};
 
 /// Builds a bbolt file in `out`: add each bucket with [`Writer::bucket`], then [`Writer::finish`].
