@@ -177,3 +177,52 @@ async fn etcd_backup_restores_into_metastore() {
     let next = m.put("new", "x", None).await.unwrap().header().unwrap().revision();
     assert_eq!(next, before.revision + 1, "the restored store continues at its revision");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_is_one_point_in_time_while_writes_go_on() {
+    let ms = Member::start(&[]);
+    let mut c = ms.client().await;
+    let value = vec![b'v'; 1000];
+    for batch in 0..100 {
+        let puts: Vec<_> =
+            (0..100).map(|i| etcd_client::TxnOp::put(format!("bulk{batch:03}{i:03}"), value.clone(), None)).collect();
+        c.txn(etcd_client::Txn::new().and_then(puts)).await.unwrap();
+    }
+    // A writer runs all along; the backup is streamed meanwhile.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (flag, mut w) = (writing.clone(), c.clone());
+    let writer = tokio::spawn(async move {
+        let mut last = 0;
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            last = w.put("counter", "x", None).await.unwrap().header().unwrap().revision();
+        }
+        last
+    });
+    let mut stream = c.snapshot().await.unwrap();
+    let first = c.get("counter", None).await.unwrap().header().unwrap().revision();
+    let mut chunks = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        chunks.push(m.blob().to_vec());
+    }
+    let messages = chunks.len();
+    chunks.pop(); // the sha256
+    let db: Vec<u8> = chunks.concat();
+    let during = c.get("counter", None).await.unwrap().header().unwrap().revision();
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let last_write = writer.await.unwrap();
+    assert!(messages > 300, "a 10 MB database in 32 KiB chunks");
+    assert!(during > first, "writes went on while the backup streamed");
+
+    // Every revision up to the backup's is in it, none after: one point in time.
+    let db = metastore::bbolt::Db::open(db).unwrap();
+    let mut revisions = Vec::new();
+    db.for_each(b"key", &mut |k, _| {
+        revisions.push(u64::from_be_bytes(k[..8].try_into().unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    revisions.dedup(); // a txn's puts share their main revision
+    let top = *revisions.last().unwrap();
+    assert_eq!(revisions, (2..=top).collect::<Vec<_>>());
+    assert!(top as i64 <= last_write);
+}
