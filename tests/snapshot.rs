@@ -2,7 +2,7 @@
 //! a MetaStore backup passes `etcdctl snapshot status`, restores with `etcdctl snapshot restore`
 //! and real etcd serves the same keys at the same revisions; an etcd backup passes `metastore
 //! snapshot status` (same figures as etcdctl) and `metastore snapshot restore`, and MetaStore
-//! serves it.
+//! serves it; and a MetaStore backup restores into MetaStore.
 
 mod common;
 
@@ -131,6 +131,22 @@ async fn metastore_backup_restores_into_real_etcd() {
     etcd.spawn();
     let mut e = etcd.client().await;
     assert_eq!(seen(&mut e, compact).await, before);
+
+    // And back into MetaStore: backup, fresh data dir, restore, same state.
+    let mut again = Member::prepare(BIN);
+    ok(metastore_restore(&file, &again));
+    again.spawn();
+    assert_eq!(seen(&mut again.client().await, compact).await, before);
+}
+
+/// `metastore snapshot restore FILE` for `m`'s (not yet existing) data dir and cluster.
+fn metastore_restore(file: &str, m: &Member) -> std::process::Output {
+    let data_dir = m.data_dir.display().to_string();
+    std::process::Command::new(BIN)
+        .args(["snapshot", "restore", file, "--name", &m.name, "--data-dir", &data_dir])
+        .args(["--initial-cluster", &m.initial_cluster, "--initial-advertise-peer-urls", &m.peer_url])
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,28 +165,13 @@ async fn etcd_backup_restores_into_metastore() {
     assert_eq!(ours, theirs, "same hash, revision, key count and size as etcdctl");
 
     let mut ms = Member::prepare(BIN);
-    let data_dir = ms.data_dir.display().to_string();
-    let restore = |file: &str| {
-        metastore(&[
-            "restore",
-            file,
-            "--name",
-            &ms.name,
-            "--data-dir",
-            &data_dir,
-            "--initial-cluster",
-            &ms.initial_cluster,
-            "--initial-advertise-peer-urls",
-            &ms.peer_url,
-        ])
-    };
     let mut tampered = std::fs::read(&file).unwrap();
     tampered[5000] ^= 1;
     let tampered_file = dir.path().join("tampered.db").display().to_string();
     std::fs::write(&tampered_file, tampered).unwrap();
-    let refused = restore(&tampered_file);
+    let refused = metastore_restore(&tampered_file, &ms);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("expected sha256"));
-    ok(restore(&file));
+    ok(metastore_restore(&file, &ms));
     ms.spawn();
     let mut m = ms.client().await;
     assert_eq!(seen(&mut m, compact).await, before);
