@@ -2,9 +2,10 @@
 //! a snapshot file in etcd's format, whether etcd or MetaStore wrote it (see `metastore::backup`).
 //!
 //! `restore` writes the file's keys (every revision), leases and compaction marks into a fresh
-//! data dir, and records the new cluster the flags describe. A member started on that data dir
-//! bootstraps that cluster, whatever `--initial-cluster*` flags it is started with (as etcd's
-//! restored WAL does), and serves the keys at their revisions.
+//! data dir (built beside it, then renamed into place), and records the new cluster the flags
+//! describe. A member started on that data dir bootstraps that cluster, whatever
+//! `--initial-cluster*` flags it is started with (as etcd's restored WAL does), and serves the
+//! keys at their revisions.
 
 use std::path::Path;
 
@@ -141,13 +142,22 @@ fn restore(m: &ArgMatches) -> Result<(), String> {
     if dir.exists() {
         return Err(format!("data-dir {:?} exists", cfg.data_dir));
     }
-    let mut batch = WriteBatch::new();
-    backup::restore(&db, &mut batch).map_err(|e| e.to_string())?;
-    batch.put(Table::Meta, META_RESTORED_CLUSTER, restored_cluster(&cfg).into_bytes());
-    let rocks = dir.join("member").join("rocksdb");
+    // Built beside the data dir and renamed into place once complete and synced, so a restore
+    // that fails half-way leaves no data dir a member could start on.
+    let staging = std::path::PathBuf::from(format!("{}.restoring", cfg.data_dir.trim_end_matches('/')));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| format!("remove {}: {e}", staging.display()))?;
+    }
+    let rocks = staging.join("member").join("rocksdb");
     std::fs::create_dir_all(&rocks).map_err(|e| format!("create {}: {e}", rocks.display()))?;
-    let engine = RocksEngine::open(&rocks).map_err(|e| e.to_string())?;
-    engine.write(batch, true).map_err(|e| e.to_string())?;
+    {
+        let engine = RocksEngine::open(&rocks).map_err(|e| e.to_string())?;
+        backup::restore(&db, &mut |batch| engine.write(batch, false)).map_err(|e| e.to_string())?;
+        let mut last = WriteBatch::new();
+        last.put(Table::Meta, META_RESTORED_CLUSTER, restored_cluster(&cfg).into_bytes());
+        engine.write(last, true).map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| format!("rename {} to {}: {e}", staging.display(), cfg.data_dir))?;
     eprintln!("restored snapshot {file} into {} (member {} of cluster {:x})", cfg.data_dir, cfg.name, cfg.cluster_id());
     Ok(())
 }

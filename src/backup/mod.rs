@@ -21,8 +21,7 @@
 //! cluster and continues at the same revision.
 //!
 //! Not done: auth and alarm content (MetaStore has none yet: those buckets are written empty in
-//! etcd's layout and ignored on restore), lease checkpoints (`RemainingTTL`), files larger than
-//! memory on restore (the reader holds the file).
+//! etcd's layout and ignored on restore), lease checkpoints (`RemainingTTL`).
 
 mod export;
 mod restore;

@@ -24,27 +24,36 @@ pub struct Status {
 
 /// Opens a snapshot file. A file with a sha256 trailer (etcd's rule: its size is 32 more than a
 /// multiple of 512) must match it unless `skip_hash_check`; one without is accepted only with
-/// `skip_hash_check` (a bare backend database, e.g. copied from a data dir).
+/// `skip_hash_check` (a bare backend database, e.g. copied from a data dir). Pages are read from
+/// the file as they are needed.
 pub fn open_file(path: &std::path::Path, skip_hash_check: bool) -> Result<Db> {
-    let mut data = std::fs::read(path).map_err(|e| Error::Storage(format!("read {}: {e}", path.display())))?;
-    let has_hash = data.len() % 512 == SHA256_LEN;
-    if has_hash {
-        let db_len = data.len() - SHA256_LEN;
-        if !skip_hash_check {
-            let digest = ring::digest::digest(&ring::digest::SHA256, &data[..db_len]);
-            if digest.as_ref() != &data[db_len..] {
-                return Err(Error::Storage(format!(
-                    "expected sha256 {:?}, got {:?}",
-                    &data[db_len..],
-                    digest.as_ref()
-                )));
-            }
-        }
-        data.truncate(db_len);
-    } else if !skip_hash_check {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+    let io = |e: std::io::Error| Error::Storage(format!("read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let has_hash = len % 512 == SHA256_LEN as u64;
+    let db_len = if has_hash { len - SHA256_LEN as u64 } else { len };
+    if !has_hash && !skip_hash_check {
         return Err(Error::Storage("snapshot missing hash but --skip-hash-check=false".into()));
     }
-    Db::open(data)
+    if has_hash && !skip_hash_check {
+        let mut expected = [0u8; SHA256_LEN];
+        file.read_exact_at(&mut expected, db_len).map_err(io)?;
+        let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+        let (mut reader, mut buf) = ((&file).take(db_len), vec![0u8; 1 << 20]);
+        loop {
+            match reader.read(&mut buf).map_err(io)? {
+                0 => break,
+                n => sha.update(&buf[..n]),
+            }
+        }
+        let digest = sha.finish();
+        if digest.as_ref() != expected {
+            return Err(Error::Storage(format!("expected sha256 {:?}, got {:?}", expected, digest.as_ref())));
+        }
+    }
+    Db::open_file(file, db_len)
 }
 
 /// etcd's `snapshot status` figures for `db` (`size`: the database's bytes).
@@ -65,21 +74,32 @@ pub fn status(db: &Db, size: u64) -> Result<Status> {
     Ok(st)
 }
 
-/// Stages the data of `db` into `batch` for an empty data dir: every revision of every key, the
-/// leases, the compaction marks. Members and the applied index are the new cluster's.
-pub fn restore(db: &Db, batch: &mut WriteBatch) -> Result<()> {
+/// Ops per batch handed to `write` by [`restore`].
+const BATCH_OPS: usize = 10_000;
+
+/// Copies the data of `db` into an empty data dir through `write`, in batches of bounded size:
+/// every revision of every key, the leases, then the compaction marks. Members and the applied
+/// index are the new cluster's. The caller makes the result appear at once (etcd restores into a
+/// fresh directory too).
+pub fn restore(db: &Db, write: &mut dyn FnMut(WriteBatch) -> Result<()>) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    let mut put = |batch: &mut WriteBatch, table: Table, k: &[u8], v: &[u8]| -> Result<()> {
+        batch.put(table, k, v);
+        if batch.len() >= BATCH_OPS {
+            write(std::mem::take(batch))?;
+        }
+        Ok(())
+    };
     if !db.for_each(KEY, &mut |k, v| {
         revision_main(k)?;
-        batch.put(Table::Key, k, v);
-        Ok(())
+        put(&mut batch, Table::Key, k, v)
     })? {
         return Err(Error::Storage("not an etcd backend: no `key` bucket".into()));
     }
     db.for_each(LEASE, &mut |_, v| {
         let l = EtcdLease::decode(v).map_err(|e| Error::Storage(format!("corrupt lease: {e}")))?;
         let record = LeaseRecord { id: l.id, ttl: l.ttl, ..Default::default() };
-        batch.put(Table::Lease, u64_key(l.id as u64).to_vec(), record.encode_to_vec());
-        Ok(())
+        put(&mut batch, Table::Lease, &u64_key(l.id as u64), &record.encode_to_vec())
     })?;
     db.for_each(META, &mut |k, v| {
         let ours = match k {
@@ -87,8 +107,10 @@ pub fn restore(db: &Db, batch: &mut WriteBatch) -> Result<()> {
             FINISHED_COMPACT => META_FINISHED_COMPACT,
             _ => return Ok(()),
         };
-        batch.put(Table::Meta, ours, revision_main(v)?.to_be_bytes());
-        Ok(())
+        put(&mut batch, Table::Meta, ours, &revision_main(v)?.to_be_bytes())
     })?;
+    if !batch.is_empty() {
+        write(batch)?;
+    }
     Ok(())
 }

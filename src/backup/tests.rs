@@ -14,9 +14,7 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bbolt/testdata/et
 /// A restore of `db` into a fresh memory engine.
 fn restored(db: &crate::bbolt::Db) -> Arc<dyn Engine> {
     let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-    let mut batch = WriteBatch::new();
-    restore(db, &mut batch).unwrap();
-    engine.write(batch, true).unwrap();
+    restore(db, &mut |batch| engine.write(batch, false)).unwrap();
     engine
 }
 

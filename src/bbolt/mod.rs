@@ -37,7 +37,8 @@
 //! reachable tree: no free pages.
 //!
 //! Not done: nested buckets (etcd uses none; the reader skips them), updating an existing file
-//! (a snapshot is written once), memory maps — the reader holds the file's bytes.
+//! (a snapshot is written once), memory maps — the reader reads the pages on the path it walks,
+//! from the file or from bytes in memory.
 
 mod read;
 #[cfg(test)]
