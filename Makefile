@@ -13,9 +13,10 @@ E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteract
 E2E_PEER_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)PeerTLS$$
 E2E_CLUSTER := TestCtlV3Member(List|Remove|Add|Update)(NoTLS|PeerTLS)?$$|TestCtlV3MemberAddForLearner$$|TestCtlV3GetQuorum$$|TestCtlV3EndpointStatus$$|TestCtlV3EndpointHealth$$
 # Every auth, user and role test except those needing client TLS or snapshots.
-E2E_AUTH := TestCtlV3Auth(Enable|Disable|WriteKey|RoleUpdate|UserDeleteDuringOps|RoleRevokeDuringOps|Txn|TxnJWT|PrefixPerm|MemberAdd|MemberRemove|MemberUpdate|RevokeWithDelete|InvalidMgmt|FromKeyPerm|AndWatch|AndWatchJWT|LeaseTestKeepAlive|LeaseTestTimeToLiveExpired|LeaseGrantLeases|LeaseGrantLeasesJWT|LeaseRevoke|RoleGet|UserGet|RoleList|Defrag|EndpointHealth|JWTExpire|TestCacheReload)$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd|Grant)(NoTLS|PeerTLS|Timeout)?$$
+E2E_AUTH := TestCtlV3Auth(Enable|Disable|WriteKey|RoleUpdate|UserDeleteDuringOps|RoleRevokeDuringOps|Txn|TxnJWT|PrefixPerm|MemberAdd|MemberRemove|MemberUpdate|RevokeWithDelete|InvalidMgmt|FromKeyPerm|AndWatch|AndWatchJWT|LeaseTestKeepAlive|LeaseTestTimeToLiveExpired|LeaseGrantLeases|LeaseGrantLeasesJWT|LeaseRevoke|RoleGet|UserGet|RoleList|Defrag|EndpointHealth|JWTExpire|TestCacheReload|Snapshot|SnapshotJWT)$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd|Grant)(NoTLS|PeerTLS|Timeout)?$$
 E2E_OPS := TestCtlV3Alarm$$|TestCtlV3Defrag$$|TestCtlV3EndpointHashKV$$
-E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_AUTH)|$(E2E_OPS)
+E2E_SNAPSHOT := TestCtlV3Snapshot$$|TestCtlV3SnapshotCorrupt$$|TestCtlV3SnapshotStatusBeforeRestore$$
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_AUTH)|$(E2E_OPS)|$(E2E_SNAPSHOT)
 # Subtest filters apply to every matched test, so scenario subtests run on their own.
 E2E_SUBTESTS ?= TestCtlV3MoveLeaderScenarios/Insecure
 RUN ?= $(E2E_TESTS)

@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
+pub mod bbolt;
 pub mod config;
 pub mod error;
 pub mod failpoint;

@@ -1,4 +1,5 @@
-//! The `metastore` binary: etcd's command line in front of MetaStore's server.
+//! The `metastore` binary: etcd's command line in front of MetaStore's server, and
+//! `metastore snapshot status|restore` (etcdutl's shape) for backups.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,13 +10,18 @@ use metastore::config::{self, Config, Parsed, StorageEngine};
 use metastore::server::{Server, ServerConfig};
 
 mod identity;
+mod snapshot_cmd;
 use metastore::storage::{Engine, MemoryEngine, RocksEngine};
 use metastore::tls::PeerTls;
 
 const ETCD_API_VERSION: &str = "3.4.23";
 
 fn main() {
-    let cfg = match config::parse(std::env::args()) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        std::process::exit(snapshot_cmd::run(args[2..].to_vec()));
+    }
+    let cfg = match config::parse(args) {
         Ok(Parsed::Run(cfg)) => cfg,
         Ok(Parsed::PrintVersion) => {
             println!("etcd Version: {ETCD_API_VERSION}");
@@ -47,12 +53,13 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
 }
 
-async fn run(cfg: Config) -> Result<(), String> {
+async fn run(mut cfg: Config) -> Result<(), String> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), etcd_api = ETCD_API_VERSION, "starting MetaStore");
     if !cfg.ignored.is_empty() {
         tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
     }
     let engine = open_engine(&cfg)?;
+    snapshot_cmd::apply_restored_cluster(&mut cfg, &*engine)?;
     let peer_tls = peer_tls(&cfg)?;
     let identity = identity::resolve(&cfg, &*engine, peer_tls.as_ref()).await?;
     let peer_listeners = bind_all(&cfg.listen_peer_urls, "peer").await?;

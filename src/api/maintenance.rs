@@ -1,8 +1,9 @@
-//! `etcdserverpb.Maintenance`: status, alarms, defragment, hashes and leadership transfer,
-//! answered by the server. Snapshot answers `Unimplemented` until it exists.
+//! `etcdserverpb.Maintenance`: status, alarms, defragment, hashes, leadership transfer and the
+//! snapshot stream, answered by the server.
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use super::context;
@@ -47,8 +48,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("Maintenance.Snapshot is not implemented by MetaStore yet"))
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let chunks = self.server.snapshot(&context(&req)).await.map_err(to_status)?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(chunks).map(|r| r.map_err(to_status));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

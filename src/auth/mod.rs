@@ -39,10 +39,18 @@ use crate::storage::{Engine, Table, WriteBatch};
 /// The user and the role that may do everything, and without which auth cannot be enabled.
 pub const ROOT: &str = "root";
 
-const KEY_ENABLED: &[u8] = b"enabled";
-const KEY_REVISION: &[u8] = b"revision";
-const USER_PREFIX: &[u8] = b"user/";
-const ROLE_PREFIX: &[u8] = b"role/";
+/// The keys of the `auth` table.
+pub mod schema {
+    /// One byte, 1 while auth is enabled.
+    pub const ENABLED: &[u8] = b"enabled";
+    /// The auth revision, big-endian u64.
+    pub const REVISION: &[u8] = b"revision";
+    /// `user/<name>` → `authpb.User`.
+    pub const USER_PREFIX: &[u8] = b"user/";
+    /// `role/<name>` → `authpb.Role`.
+    pub const ROLE_PREFIX: &[u8] = b"role/";
+}
+use schema::{ENABLED as KEY_ENABLED, REVISION as KEY_REVISION, ROLE_PREFIX, USER_PREFIX};
 
 /// Who a request runs as: etcd's `AuthInfo`. An empty user means none (revision 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

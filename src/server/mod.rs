@@ -23,6 +23,7 @@
 mod alarms;
 pub mod apply;
 mod auth;
+mod backup;
 mod cluster;
 mod concurrency;
 mod context;

@@ -63,6 +63,10 @@ pub const META_CLUSTER_ID: &[u8] = b"cluster_id";
 /// This member's id.
 pub const META_MEMBER_ID: &[u8] = b"member_id";
 
+/// Set by `metastore snapshot restore`: the new cluster (as its flags, JSON) that a member first
+/// started on the restored data dir bootstraps.
+pub const META_RESTORED_CLUSTER: &[u8] = b"restored_cluster";
+
 /// raft `HardState` (term, vote, commit).
 pub const RAFT_HARD_STATE: &[u8] = b"hard_state";
 /// raft `ConfState` as of the last applied configuration change.

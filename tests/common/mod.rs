@@ -77,6 +77,16 @@ impl Member {
         panic!("no free ports after three attempts");
     }
 
+    /// A single member of `bin` on fresh ports whose data dir does not exist yet; not started:
+    /// for tests that make the data dir first (`snapshot restore`), then [`Member::spawn`].
+    pub fn prepare(bin: &'static str) -> Member {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut m = Self::configure(&tmp.path().join("data"), &[]);
+        m.bin = bin;
+        m._tmp = Some(tmp);
+        m
+    }
+
     fn configure(data_dir: &Path, extra: &[&str]) -> Member {
         let client_url = format!("http://127.0.0.1:{}", free_port());
         let peer_url = format!("http://127.0.0.1:{}", free_port());
