@@ -9,6 +9,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::server::membership::{cluster_id, member_id};
 use crate::server::Member;
+pub use crate::tls::ClientTlsFlags;
 
 /// How a flag takes its value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,13 +65,13 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("auto-compaction-retention", Value, "0", Ignored),
     ("auto-compaction-mode", Value, "periodic", Ignored),
     ("enable-v2", Bool, "false", Ignored),
-    ("cert-file", Value, "", Ignored),
-    ("key-file", Value, "", Ignored),
-    ("client-cert-auth", Bool, "false", Ignored),
-    ("client-crl-file", Value, "", Ignored),
-    ("client-cert-allowed-hostname", Value, "", Ignored),
-    ("trusted-ca-file", Value, "", Ignored),
-    ("auto-tls", Bool, "false", Ignored),
+    ("cert-file", Value, "", Honoured),
+    ("key-file", Value, "", Honoured),
+    ("client-cert-auth", Bool, "false", Honoured),
+    ("client-crl-file", Value, "", Honoured),
+    ("client-cert-allowed-hostname", Value, "", Honoured),
+    ("trusted-ca-file", Value, "", Honoured),
+    ("auto-tls", Bool, "false", Honoured),
     ("peer-cert-file", Value, "", Honoured),
     ("peer-key-file", Value, "", Honoured),
     ("peer-client-cert-auth", Bool, "false", Honoured),
@@ -79,7 +80,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("peer-cert-allowed-hostname", Value, "", Ignored),
     ("peer-auto-tls", Bool, "false", Honoured),
     ("peer-crl-file", Value, "", Ignored),
-    ("cipher-suites", Value, "", Ignored),
+    ("cipher-suites", Value, "", Honoured),
     ("cors", Value, "", Ignored),
     ("host-whitelist", Value, "*", Ignored),
     ("auth-token", Value, "simple", Ignored),
@@ -152,6 +153,9 @@ pub struct Config {
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
+    pub client_tls: ClientTlsFlags,
+    /// `--cipher-suites`: Go's names, in order of preference (TLS 1.2; empty means the defaults).
+    pub cipher_suites: Vec<String>,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
@@ -267,6 +271,16 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
             client_cert_auth: get("peer-client-cert-auth") == "true",
             auto_tls: get("peer-auto-tls") == "true",
         },
+        client_tls: ClientTlsFlags {
+            cert_file: get("cert-file"),
+            key_file: get("key-file"),
+            trusted_ca_file: get("trusted-ca-file"),
+            client_cert_auth: get("client-cert-auth") == "true",
+            auto_tls: get("auto-tls") == "true",
+            crl_file: get("client-crl-file"),
+            allowed_hostname: get("client-cert-allowed-hostname"),
+        },
+        cipher_suites: list(&get("cipher-suites")),
         ignored,
     })
 }

@@ -2,7 +2,8 @@
 //! `server`, fill the header), one error table ([`status`]), and the HTTP endpoints etcd serves
 //! on the same port ([`http`]).
 //!
-//! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
+//! gRPC and HTTP share each client listener, plain or TLS: tonic routes are merged into one axum
+//! router, and requests carry the connection's [`ClientConnInfo`] (see [`context`]).
 //! The peer API (`crate::peer`) is served separately on the peer URLs.
 //! Services not listed here (Auth, Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
@@ -17,7 +18,6 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::error::{Error, Result};
@@ -27,17 +27,23 @@ use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::{RequestContext, Server};
+use crate::tls::{ClientConnInfo, ClientConnections};
 
-/// The request context of a client call: who is calling and from where.
+/// The request context of a client call: who is calling and from where (the connection's
+/// [`ClientConnInfo`]: address and verified certificate name).
 pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
-    RequestContext::client(req.remote_addr())
+    let conn = req.extensions().get::<ClientConnInfo>();
+    let mut ctx = RequestContext::client(conn.and_then(|c| c.remote_addr));
+    ctx.cert_common_name = conn.and_then(|c| c.common_name.clone());
+    ctx
 }
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// Serves the client API on `listener` until the process ends.
-pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes: usize) -> Result<()> {
+/// Serves the client API on one listener's `connections` (plain or TLS: `crate::tls`) until the
+/// process ends.
+pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_request_bytes: usize) -> Result<()> {
     let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(kv::KvService { server: server.clone() })
         .max_decoding_message_size(max_recv)
@@ -60,7 +66,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
-        .serve_with_incoming(crate::tls::incoming(listener))
+        .serve_with_incoming(connections)
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
 }

@@ -10,6 +10,9 @@ pub struct RequestContext {
     pub origin: Origin,
     /// The authenticated user; `None` while unauthenticated (and always, until Auth exists).
     pub user: Option<String>,
+    /// The Common Name of the client certificate verified on this request's TLS connection
+    /// (`--client-cert-auth`); Auth takes it as the user when the request carries no token.
+    pub cert_common_name: Option<String>,
 }
 
 /// Where a request came from.
@@ -26,11 +29,11 @@ pub enum Origin {
 
 impl RequestContext {
     pub fn client(addr: Option<SocketAddr>) -> Self {
-        Self { origin: Origin::Client(addr), user: None }
+        Self { origin: Origin::Client(addr), user: None, cert_common_name: None }
     }
 
     pub fn peer(addr: Option<SocketAddr>) -> Self {
-        Self { origin: Origin::Peer(addr), user: None }
+        Self { origin: Origin::Peer(addr), user: None, cert_common_name: None }
     }
 
     pub fn internal() -> Self {
