@@ -164,6 +164,8 @@ fn command() -> Command {
     let mut cmd = Command::new("metastore")
         .about("An etcd v3 compatible metadata store")
         .disable_version_flag(true)
+        // Go's flag package takes a flag given twice; the last value wins.
+        .args_override_self(true)
         .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).help("Print the version and exit"));
     for (name, kind, default, _) in FLAGS {
         let env = format!("ETCD_{}", name.to_uppercase().replace('-', "_"));
@@ -395,6 +397,13 @@ mod tests {
         assert_eq!((c.name.as_str(), c.data_dir.as_str(), c.max_txn_ops), ("n1", "/tmp/x", 7));
         assert_eq!(c.ignored, ["--enable-v2"]);
         assert!(c.peer_tls.auto_tls);
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value() {
+        let c = run(&["--client-cert-auth", "--name", "a", "--client-cert-auth", "--name", "b"]);
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.name, "b");
     }
 
     #[test]

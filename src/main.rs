@@ -178,7 +178,9 @@ async fn bind_client(
             ));
         }
         if !secure && (!flags.cert_file.is_empty() || !flags.key_file.is_empty()) {
-            tracing::warn!("scheme is HTTP while key and cert files are present; ignoring key and cert files (client-url {url})");
+            tracing::warn!(
+                "scheme is HTTP while key and cert files are present; ignoring key and cert files (client-url {url})"
+            );
         }
         if !secure && flags.client_cert_auth {
             tracing::warn!("scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL (client-url {url})");

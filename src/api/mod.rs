@@ -70,3 +70,19 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connections_certificate_name_reaches_the_request_context() {
+        let addr = "127.0.0.1:4000".parse().expect("address");
+        let mut req = tonic::Request::new(());
+        req.extensions_mut().insert(ClientConnInfo { remote_addr: Some(addr), common_name: Some("alice".into()) });
+        let ctx = context(&req);
+        assert_eq!(ctx.cert_common_name.as_deref(), Some("alice"));
+        assert_eq!(ctx.origin, crate::server::Origin::Client(Some(addr)));
+        assert_eq!(context(&tonic::Request::new(())).cert_common_name, None);
+    }
+}

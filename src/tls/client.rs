@@ -54,7 +54,8 @@ const GO_ONLY_CIPHER_SUITES: &[&str] = &[
 ];
 
 /// TLS 1.3 suites by Go's names: always enabled, as in Go, whatever `--cipher-suites` says.
-const GO_TLS13_CIPHER_SUITES: &[&str] = &["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
+const GO_TLS13_CIPHER_SUITES: &[&str] =
+    &["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
 
 fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("client TLS: {what}: {e}"))
@@ -294,8 +295,9 @@ mod tests {
 
     #[test]
     fn cipher_suites_by_go_names() {
-        let p = provider(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(), "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305".into()])
-            .expect("known suites");
+        let p =
+            provider(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(), "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305".into()])
+                .expect("known suites");
         let tls12: Vec<String> = p
             .cipher_suites
             .iter()
@@ -307,6 +309,91 @@ mod tests {
         assert!(provider(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).is_ok());
         let err = provider(&["TLS_NO_SUCH".into()]).err().expect("unknown suite refused").to_string();
         assert!(err.contains("unexpected TLS cipher suite \"TLS_NO_SUCH\""), "{err}");
+    }
+
+    /// A leaf certificate (Common Name `cn`, SANs `sans`, serial `serial`) and a CRL of
+    /// `revoked` serials, both signed by one CA.
+    fn leaf_and_crl(cn: &str, sans: &[&str], serial: u64, revoked: &[u64]) -> (CertificateDer<'static>, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("leaf params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.serial_number = Some(serial.into());
+        let cert = params.signed_by(&key, &issuer).expect("leaf");
+        let now = time::OffsetDateTime::now_utc();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(1),
+            crl_number: 1u64.into(),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: (*s).into(),
+                    revocation_time: now,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .expect("CRL");
+        (cert.der().clone(), crl.pem().expect("CRL PEM"))
+    }
+
+    fn checks(crl: Option<&str>, host: Option<&str>) -> (ClientTls, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().expect("CRL file");
+        std::fs::write(file.path(), crl.unwrap_or_default()).expect("write CRL");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let config = server_config(
+            provider,
+            certified.cert.pem().as_bytes(),
+            certified.signing_key.serialize_pem().as_bytes(),
+            None,
+        )
+        .expect("server config");
+        let tls = ClientTls {
+            config: Arc::new(config),
+            crl_file: crl.map(|_| file.path().to_path_buf()),
+            allowed_hostname: host.map(String::from),
+        };
+        (tls, file)
+    }
+
+    #[test]
+    fn the_verified_certificates_common_name_is_the_connections_name() {
+        let (cert, _) = leaf_and_crl("alice", &[], 7, &[]);
+        let (tls, _file) = checks(None, None);
+        assert_eq!(tls.check_client(Some(&[cert])).expect("accepted"), Some("alice".to_string()));
+        assert_eq!(tls.check_client(None).expect("no certificate, no name"), None);
+        let (nameless, _) = leaf_and_crl("", &[], 7, &[]);
+        assert_eq!(tls.check_client(Some(&[nameless])).expect("accepted"), None, "an empty CN is no name");
+    }
+
+    #[test]
+    fn a_revoked_serial_is_refused() {
+        let (cert, crl) = leaf_and_crl("alice", &[], 0x4a3c, &[0x4a3c]);
+        let (tls, _file) = checks(Some(&crl), None);
+        let err = tls.check_client(Some(&[cert])).expect_err("revoked").to_string();
+        assert!(err.contains("certificate serial 4a3c revoked"), "{err}");
+        let (cert, crl) = leaf_and_crl("alice", &[], 0x4a3d, &[0x4a3c]);
+        let (tls, _file) = checks(Some(&crl), None);
+        assert!(tls.check_client(Some(&[cert])).is_ok());
+    }
+
+    #[test]
+    fn the_allowed_hostname_must_be_a_san() {
+        let (cert, _) = leaf_and_crl("alice", &["client.example.com", "10.0.0.1"], 7, &[]);
+        for (host, allowed) in [("client.example.com", true), ("10.0.0.1", true), ("other.example.com", false)] {
+            let (tls, _file) = checks(None, Some(host));
+            assert_eq!(tls.check_client(Some(std::slice::from_ref(&cert))).is_ok(), allowed, "{host}");
+        }
     }
 
     #[test]
