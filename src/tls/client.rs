@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(tls12, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]);
         assert_eq!(p.cipher_suites.len(), 5, "TLS 1.3 suites stay");
         assert!(provider(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).is_ok());
-        let err = provider(&["TLS_NO_SUCH".into()]).err().expect("unknown suite refused").to_string();
+        let err = provider(&["TLS_NO_SUCH".into()]).expect_err("unknown suite refused").to_string();
         assert!(err.contains("unexpected TLS cipher suite \"TLS_NO_SUCH\""), "{err}");
     }
 
