@@ -13,7 +13,9 @@ E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteract
 E2E_PEER_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)PeerTLS$$
 E2E_CLUSTER := TestCtlV3Member(List|Remove|Add|Update)(NoTLS|PeerTLS)?$$|TestCtlV3MemberAddForLearner$$|TestCtlV3GetQuorum$$|TestCtlV3EndpointStatus$$|TestCtlV3EndpointHealth$$
 E2E_CLIENT_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)ClientTLS$$|TestCtlV3(Put|Get)ClientAutoTLS$$|TestCtlV3PutClientTLSFlagByEnv$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)Client(Auto)?TLS$$|TestCtlV3Member(List|Remove|Add|Update)Client(Auto)?TLS$$|TestCtlV3DialWithHTTPScheme$$|TestCtlV3GetRevokedCRL$$|TestCtlV3MoveLeaderScenarios$$
-E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_CLIENT_TLS)
+# Every auth, user and role test except those needing client TLS or snapshots.
+E2E_AUTH := TestCtlV3Auth(Enable|Disable|WriteKey|RoleUpdate|UserDeleteDuringOps|RoleRevokeDuringOps|Txn|TxnJWT|PrefixPerm|MemberAdd|MemberRemove|MemberUpdate|RevokeWithDelete|InvalidMgmt|FromKeyPerm|AndWatch|AndWatchJWT|LeaseTestKeepAlive|LeaseTestTimeToLiveExpired|LeaseGrantLeases|LeaseGrantLeasesJWT|LeaseRevoke|RoleGet|UserGet|RoleList|Defrag|EndpointHealth|JWTExpire|TestCacheReload)$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd|Grant)(NoTLS|PeerTLS|Timeout)?$$
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_AUTH)|$(E2E_CLIENT_TLS)
 # Subtest filters apply to every matched test, so scenario subtests run on their own (none now).
 E2E_SUBTESTS ?=
 RUN ?= $(E2E_TESTS)

@@ -83,9 +83,9 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("cipher-suites", Value, "", Honoured),
     ("cors", Value, "", Ignored),
     ("host-whitelist", Value, "*", Ignored),
-    ("auth-token", Value, "simple", Ignored),
-    ("bcrypt-cost", Value, "10", Ignored),
-    ("auth-token-ttl", Value, "300", Ignored),
+    ("auth-token", Value, "simple", Honoured),
+    ("bcrypt-cost", Value, "10", Honoured),
+    ("auth-token-ttl", Value, "300", Honoured),
     ("enable-pprof", Bool, "false", Ignored),
     ("metrics", Value, "basic", Ignored),
     ("listen-metrics-urls", Value, "", Ignored),
@@ -156,6 +156,10 @@ pub struct Config {
     pub client_tls: ClientTlsFlags,
     /// `--cipher-suites`: Go's names, in order of preference (TLS 1.2; empty means the defaults).
     pub cipher_suites: Vec<String>,
+    /// `--auth-token`, `--auth-token-ttl` (seconds), `--bcrypt-cost`.
+    pub auth_token: String,
+    pub auth_token_ttl: Duration,
+    pub bcrypt_cost: u32,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
@@ -283,33 +287,16 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
             allowed_hostname: get("client-cert-allowed-hostname"),
         },
         cipher_suites: list(&get("cipher-suites")),
+        auth_token: get("auth-token"),
+        auth_token_ttl: Duration::from_secs(num("auth-token-ttl")?),
+        bcrypt_cost: num("bcrypt-cost")?.min(u32::MAX as u64) as u32,
         ignored,
     })
 }
 
 /// Parses Go's duration syntax as etcd's flags use it: `500ms`, `10s`, `10m`, `1h`, `1m30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
-        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let secs = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::from_secs_f64(value * secs);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    crate::go_duration::parse(s).ok_or_else(|| format!("invalid duration {s:?}"))
 }
 
 fn is_explicit(m: &ArgMatches, name: &str) -> bool {

@@ -65,10 +65,52 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("etcdserver: not leader")]
     NotLeader,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserExists,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleExists,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// etcd sends this one untranslated (gRPC `Unknown`).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// A member with only a JWT public key cannot issue tokens (etcd: gRPC `Unknown`).
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnlyToken,
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// An error etcd sends untranslated, as gRPC `Unknown` with its internal text (e.g. the auth
+    /// store's `auth: permission denied` from the Maintenance service).
+    #[error("{0}")]
+    Unknown(String),
 
     // --- cluster conditions (transient) ---
     #[error("etcdserver: too many requests")]
@@ -100,6 +142,11 @@ impl Error {
             Error::LearnerNotReady,
             Error::TooManyLearners,
             Error::NotLeader,
+            Error::PermissionDenied,
+            Error::UserEmpty,
+            Error::UserNotFound,
+            Error::AuthOldRevision,
+            Error::InvalidAuthToken,
             Error::NoLeader,
             Error::LeaderChanged,
             Error::Timeout,
@@ -139,7 +186,24 @@ pub fn to_status(e: Error) -> tonic::Status {
         | Error::DuplicateKey
         | Error::RequestTooLarge
         | Error::MemberBadUrls
+        | Error::UserEmpty
+        | Error::RoleEmpty
+        | Error::AuthFailed
+        | Error::InvalidAuthMgmt
+        | Error::AuthOldRevision
         | Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::RootUserNotExist
+        | Error::RootRoleNotExist
+        | Error::UserExists
+        | Error::UserNotFound
+        | Error::RoleExists
+        | Error::RoleNotFound
+        | Error::RoleNotGranted
+        | Error::PermissionNotGranted
+        | Error::AuthNotEnabled => Code::FailedPrecondition,
+        Error::PermissionDenied => Code::PermissionDenied,
+        Error::InvalidAuthToken => Code::Unauthenticated,
+        Error::NoPasswordUser | Error::VerifyOnlyToken | Error::Unknown(_) => Code::Unknown,
         Error::MemberNotFound => Code::NotFound,
         Error::MemberExists
         | Error::PeerUrlExists

@@ -6,14 +6,17 @@
 //! ```text
 //! api ──► server ──► raft ──► storage
 //!           ├──────► mvcc ───────┤
-//!           └──────► lease ──────┘
+//!           ├──────► lease ──────┤
+//!           └──────► auth ───────┘
 //! error, proto: leaves every layer may use; config: the command line (binary only)
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod go_duration;
 pub mod lease;
 pub mod mvcc;
 pub mod peer;

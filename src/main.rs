@@ -70,6 +70,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         snapshot_count: cfg.snapshot_count,
         strict_reconfig_check: cfg.strict_reconfig_check,
         watch_progress_interval: cfg.watch_progress_interval,
+        auth_token: cfg.auth_token.clone(),
+        auth_token_ttl: cfg.auth_token_ttl,
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();

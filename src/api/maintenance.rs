@@ -33,7 +33,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Ok(Response::new(self.server.defragment(&context(&req))))
+        self.server.defragment(&context(&req)).await.map(Response::new).map_err(to_status)
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

@@ -5,9 +5,10 @@
 //! gRPC and HTTP share each client listener, plain or TLS: tonic routes are merged into one axum
 //! router, and requests carry the connection's [`ClientConnInfo`] (see [`context`]).
 //! The peer API (`crate::peer`) is served separately on the peer URLs.
-//! Services not listed here (Auth, Lock, Election) are not registered yet, so
+//! Services not listed here (Lock, Election) are not registered yet, so
 //! their calls fail with gRPC `Unimplemented`; `docs/compatibility.md` tracks each RPC.
 
+pub mod auth;
 pub mod cluster;
 pub mod http;
 pub mod kv;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use tonic::service::Routes;
 
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -30,11 +32,15 @@ use crate::server::{RequestContext, Server};
 use crate::tls::{ClientConnInfo, ClientConnections};
 
 /// The request context of a client call: who is calling and from where (the connection's
-/// [`ClientConnInfo`]: address and verified certificate name).
+/// [`ClientConnInfo`]: address and verified certificate name), with the token it sent (gRPC
+/// metadata `token`, or `authorization` as the gateway sends it).
 pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
     let conn = req.extensions().get::<ClientConnInfo>();
     let mut ctx = RequestContext::client(conn.and_then(|c| c.remote_addr));
     ctx.cert_common_name = conn.and_then(|c| c.common_name.clone());
+    let md = req.metadata();
+    ctx.token =
+        ["token", "authorization"].iter().find_map(|k| md.get(*k)).and_then(|v| v.to_str().ok()).map(str::to_string);
     ctx
 }
 
@@ -53,6 +59,7 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .max_encoding_message_size(usize::MAX);
     let cluster = ClusterServer::new(cluster::ClusterService { server: server.clone() });
     let lease = LeaseServer::new(lease::LeaseService { server: server.clone() });
+    let auth = AuthServer::new(auth::AuthService { server: server.clone() });
     let watch = WatchServer::new(watch::WatchService { server: server.clone(), max_response_bytes: max_request_bytes })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
@@ -61,6 +68,7 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .add_service(cluster)
         .add_service(lease)
         .add_service(watch)
+        .add_service(auth)
         .into_axum_router()
         .merge(http::router(server));
     tonic::transport::Server::builder()

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::auth::{self, Caller};
 use super::kv::{self, LeaseLookup};
 use super::membership::{from_record, Members};
 use super::waiters::Applied;
 use super::waiters::Waiters;
+use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::{Checkpoint, Lessor};
 use crate::mvcc::watch::WatchHub;
@@ -38,6 +40,7 @@ impl LeaseLookup for Lessor {
 pub struct Applier {
     pub kv: Arc<KvStore>,
     pub lessor: Arc<Lessor>,
+    pub auth: Arc<AuthStore>,
     pub hub: Arc<WatchHub>,
     pub waiters: Arc<Waiters>,
     pub members: Arc<Members>,
@@ -68,7 +71,8 @@ impl StateMachine for Applier {
                     let req = InternalRequest::decode(&data[..])
                         .map_err(|err| Error::Internal(format!("undecodable raft entry {index}: {err}")))?;
                     let seen = batch.events().len();
-                    let result = self.apply_one(&mut batch, req.request);
+                    let caller = Caller::from_record(req.caller);
+                    let result = self.apply_one(&mut batch, index, &caller, req.request);
                     if let Err(err) = &result {
                         if !err.is_deterministic() {
                             return Err(err.clone());
@@ -116,6 +120,7 @@ impl StateMachine for Applier {
         self.kv.reload()?;
         self.hub.restored();
         self.lessor.reload(&*engine)?;
+        self.auth.reload(&*engine)?;
         super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
         self.members.reload(&*engine)?;
         for m in self.members.list() {
@@ -126,18 +131,52 @@ impl StateMachine for Applier {
 }
 
 impl Applier {
-    fn apply_one(&self, batch: &mut ApplyBatch<'_>, req: Option<Request>) -> Result<Applied> {
-        let leases = &*self.lessor;
+    /// Applies one command as `caller`, whose permissions are checked against the auth store as
+    /// of this entry.
+    fn apply_one(
+        &self,
+        batch: &mut ApplyBatch<'_>,
+        index: u64,
+        caller: &Caller,
+        req: Option<Request>,
+    ) -> Result<Applied> {
+        let (leases, store) = (&*self.lessor, &*self.auth);
         match req {
-            Some(Request::Put(p)) => kv::put(&mut batch.txn(), &p, leases).map(Applied::Put),
-            Some(Request::DeleteRange(d)) => kv::delete_range(&mut batch.txn(), &d).map(Applied::DeleteRange),
-            Some(Request::Txn(t)) => kv::txn(&mut batch.txn(), &t, leases).map(Applied::Txn),
+            Some(Request::Put(p)) => {
+                auth::check_put(store, leases, caller, &p)?;
+                kv::put(&mut batch.txn(), &p, leases).map(Applied::Put)
+            }
+            Some(Request::DeleteRange(d)) => {
+                auth::check_delete(store, caller, &d)?;
+                kv::delete_range(&mut batch.txn(), &d).map(Applied::DeleteRange)
+            }
+            Some(Request::Txn(t)) => {
+                auth::check_txn(store, caller, &t)?;
+                kv::txn(&mut batch.txn(), &t, leases).map(Applied::Txn)
+            }
             Some(Request::Compaction(c)) => compact(batch, &c).map(Applied::Compaction),
             Some(Request::LeaseGrant(g)) => self.grant(batch, &g).map(Applied::LeaseGrant),
-            Some(Request::LeaseRevoke(r)) => self.revoke(batch, &r).map(Applied::LeaseRevoke),
+            Some(Request::LeaseRevoke(r)) => {
+                auth::check_lease_keys(store, leases, caller, r.id)?;
+                self.revoke(batch, &r).map(Applied::LeaseRevoke)
+            }
             Some(Request::LeaseCheckpoint(c)) => Ok(self.checkpoint(batch, &c)),
             Some(Request::MemberAttributes(m)) => self.update_member(batch, m, true),
             Some(Request::MemberUpdate(m)) => self.update_member(batch, m, false),
+            Some(
+                r @ (Request::AuthEnable(_)
+                | Request::AuthDisable(_)
+                | Request::Authenticate(_)
+                | Request::UserAdd(_)
+                | Request::UserDelete(_)
+                | Request::UserChangePassword(_)
+                | Request::UserGrantRole(_)
+                | Request::UserRevokeRole(_)
+                | Request::RoleAdd(_)
+                | Request::RoleDelete(_)
+                | Request::RoleGrantPermission(_)
+                | Request::RoleRevokePermission(_)),
+            ) => auth::apply(store, batch.batch_mut(), caller, index, r),
             None => Err(Error::Internal("empty replicated request".into())),
         }
     }

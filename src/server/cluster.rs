@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::membership::{member_id, record, Member};
 use super::propose::Proposal;
-use super::{RequestContext, Server};
+use super::{Caller, RequestContext, Server};
 use crate::error::{Error, Result};
 use crate::peer;
 use crate::proto::etcdserverpb::{
@@ -88,7 +88,8 @@ impl Server {
     }
 
     /// Adds a member; answers with it and the member list after the change.
-    pub async fn member_add(&self, _ctx: &RequestContext, r: MemberAddRequest) -> Result<MemberAddResponse> {
+    pub async fn member_add(&self, ctx: &RequestContext, r: MemberAddRequest) -> Result<MemberAddResponse> {
+        self.check_admin(ctx).await?;
         let (peer_urls, is_learner) = (r.peer_ur_ls, r.is_learner);
         if !valid_urls(&peer_urls) {
             return Err(Error::MemberBadUrls);
@@ -115,7 +116,8 @@ impl Server {
         })
     }
 
-    pub async fn member_remove(&self, _ctx: &RequestContext, r: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
+    pub async fn member_remove(&self, ctx: &RequestContext, r: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
+        self.check_admin(ctx).await?;
         let id = r.id;
         let member = self.members.get(id).ok_or(Error::MemberNotFound)?;
         if !member.is_learner && self.cfg.strict_reconfig_check && !ready_to_remove_voter(&self.members.list(), id) {
@@ -125,7 +127,8 @@ impl Server {
         Ok(MemberRemoveResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
     }
 
-    pub async fn member_update(&self, _ctx: &RequestContext, r: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
+    pub async fn member_update(&self, ctx: &RequestContext, r: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
+        self.check_admin(ctx).await?;
         let (id, peer_urls) = (r.id, r.peer_ur_ls);
         if !valid_urls(&peer_urls) {
             return Err(Error::MemberBadUrls);
@@ -136,17 +139,14 @@ impl Server {
             return Err(Error::PeerUrlExists);
         }
         let update = MemberRecord { id, peer_urls, ..Default::default() };
-        self.propose::<()>(Proposal::Command(Request::MemberUpdate(update))).await?;
+        self.propose::<()>(Proposal::Command(Request::MemberUpdate(update), Caller::Member)).await?;
         Ok(MemberUpdateResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
     }
 
     /// Promotes a learner that has caught up with the leader (refused otherwise, as etcd);
     /// followers forward the promotion to the leader.
-    pub async fn member_promote(
-        &self,
-        _ctx: &RequestContext,
-        r: MemberPromoteRequest,
-    ) -> Result<MemberPromoteResponse> {
+    pub async fn member_promote(&self, ctx: &RequestContext, r: MemberPromoteRequest) -> Result<MemberPromoteResponse> {
+        self.check_admin(ctx).await?;
         self.promote(r.id).await?;
         Ok(MemberPromoteResponse { header: self.cluster_header(), members: to_pb_list(&self.members.list()) })
     }
@@ -207,7 +207,8 @@ impl Server {
     pub async fn publish(&self, name: String, client_urls: Vec<String>) {
         let attrs = MemberRecord { id: self.cfg.member_id, name, client_urls, ..Default::default() };
         loop {
-            match self.propose::<()>(Proposal::Command(Request::MemberAttributes(attrs.clone()))).await {
+            match self.propose::<()>(Proposal::Command(Request::MemberAttributes(attrs.clone()), Caller::Member)).await
+            {
                 Ok(_) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "publishing member attributes; retrying");

@@ -1,6 +1,7 @@
 //! Who is calling, and from where: every `Server` method takes a [`RequestContext`]. The API
-//! layer builds it from the transport (the client's address, later its token or certificate);
-//! the server decides with it (Auth fills in `user` and checks permissions against it).
+//! layer builds it from the transport (the client's address, its token, its certificate);
+//! the server decides with it (`server::auth` resolves the token or certificate to a user and
+//! checks permissions against it).
 
 use std::net::SocketAddr;
 
@@ -8,10 +9,10 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {
     pub origin: Origin,
-    /// The authenticated user; `None` while unauthenticated (and always, until Auth exists).
-    pub user: Option<String>,
-    /// The Common Name of the client certificate verified on this request's TLS connection
-    /// (`--client-cert-auth`); Auth takes it as the user when the request carries no token.
+    /// The auth token the client sent (gRPC metadata `token`), resolved by the server.
+    pub token: Option<String>,
+    /// The common name of the client's verified TLS certificate: the user when the client sent
+    /// no token and the member runs with `--client-cert-auth`.
     pub cert_common_name: Option<String>,
 }
 
@@ -29,11 +30,11 @@ pub enum Origin {
 
 impl RequestContext {
     pub fn client(addr: Option<SocketAddr>) -> Self {
-        Self { origin: Origin::Client(addr), user: None, cert_common_name: None }
+        Self { origin: Origin::Client(addr), ..Self::default() }
     }
 
     pub fn peer(addr: Option<SocketAddr>) -> Self {
-        Self { origin: Origin::Peer(addr), user: None, cert_common_name: None }
+        Self { origin: Origin::Peer(addr), ..Self::default() }
     }
 
     pub fn internal() -> Self {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::propose::Proposal;
-use super::{RequestContext, Server};
+use super::{Caller, RequestContext, Server};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::lease::{Checkpoint, LeaseStatus, Lessor};
@@ -37,7 +37,8 @@ pub(super) fn attach_stored_keys(kv: &KvStore, lessor: &Lessor) -> Result<()> {
 }
 
 impl Server {
-    pub async fn lease_grant(&self, _ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+    pub async fn lease_grant(&self, ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        let caller = self.caller(ctx).await?;
         // A leader whose lessor the primary loop has not promoted yet (within a tick of the
         // election) promotes it now: a lease granted on a primary expires after exactly its TTL,
         // while promotion extends the leases it finds by an election timeout.
@@ -45,13 +46,15 @@ impl Server {
         if r.id == 0 {
             r.id = (self.next_request_id() & ((1 << 63) - 1)) as i64;
         }
-        let mut resp: LeaseGrantResponse = self.propose(Proposal::Command(Request::LeaseGrant(r))).await?;
+        let mut resp: LeaseGrantResponse = self.propose(Proposal::Command(Request::LeaseGrant(r), caller)).await?;
         resp.header = self.current_header();
         Ok(resp)
     }
 
-    pub async fn lease_revoke(&self, _ctx: &RequestContext, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        let mut resp: LeaseRevokeResponse = self.propose(Proposal::Command(Request::LeaseRevoke(r))).await?;
+    /// Revokes a lease; the applier checks the caller may write every key on it.
+    pub async fn lease_revoke(&self, ctx: &RequestContext, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        let caller = self.caller(ctx).await?;
+        let mut resp: LeaseRevokeResponse = self.propose(Proposal::Command(Request::LeaseRevoke(r), caller)).await?;
         self.complete(&mut resp.header);
         Ok(resp)
     }
@@ -214,7 +217,7 @@ fn spawn_checkpoint(server: Arc<Server>, due: Vec<Checkpoint>) {
             .map(|c| LeaseCheckpoint { id: c.id, deadline_unix_ms: c.deadline_ms, remaining_ms: c.remaining_ms })
             .collect();
         let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints, proposer: server.cfg.member_id });
-        if let Err(e) = server.propose::<()>(Proposal::Command(req)).await {
+        if let Err(e) = server.propose::<()>(Proposal::Command(req, Caller::Member)).await {
             tracing::debug!(error = %e, "lease checkpoint not applied; the next one will retry");
         }
     });

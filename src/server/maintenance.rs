@@ -34,9 +34,10 @@ impl Server {
         AlarmResponse { header: None, alarms: Vec::new() }
     }
 
-    /// RocksDB compacts its files in the background: there is nothing to defragment.
-    pub fn defragment(&self, _ctx: &RequestContext) -> DefragmentResponse {
-        DefragmentResponse { header: None }
+    /// RocksDB compacts its files in the background: there is nothing to defragment. Admins only.
+    pub async fn defragment(&self, ctx: &RequestContext) -> Result<DefragmentResponse> {
+        self.check_admin_maintenance(ctx).await?;
+        Ok(DefragmentResponse { header: None })
     }
 
     /// Hands leadership to voter `target_id` and waits until it leads.

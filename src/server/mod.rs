@@ -17,9 +17,11 @@
 //! checkpoints deadlines, both as proposals. Watches are served by the MVCC watch hub, fed by the
 //! applier after each batch.
 //!
-//! Not done here yet: auth (see `docs/compatibility.md`).
+//! Auth ([`auth`]): every call resolves its caller from the request context; reads are checked
+//! here, writes by the applier against the auth store as of their entry.
 
 pub mod apply;
+mod auth;
 mod cluster;
 mod context;
 mod forward;
@@ -40,6 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 
 use self::apply::Applier;
+pub use self::auth::Caller;
 pub use self::context::{Origin, RequestContext};
 pub use self::maintenance::ETCD_VERSION;
 pub use self::membership::Member;
@@ -47,6 +50,7 @@ use self::membership::{record, Members};
 use self::propose::Proposal;
 use self::waiters::Waiters;
 pub use self::watch::WatchSession;
+use crate::auth::{Access, AuthStore, Tokens};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
@@ -92,6 +96,14 @@ pub struct ServerConfig {
     pub strict_reconfig_check: bool,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
+    /// `--auth-token`: `simple` or `jwt,…` (see `auth::token`).
+    pub auth_token: String,
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost` for new passwords.
+    pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: a client's certificate common name is its user when it sends no token.
+    pub client_cert_auth: bool,
 }
 
 impl ServerConfig {
@@ -112,6 +124,7 @@ pub struct Server {
     engine: Arc<dyn Engine>,
     kv: Arc<KvStore>,
     lessor: Arc<Lessor>,
+    auth: Arc<AuthStore>,
     hub: Arc<WatchHub>,
     members: Arc<Members>,
     raft: RaftHandle,
@@ -130,6 +143,8 @@ impl Server {
         let kv = Arc::new(KvStore::open(engine.clone())?);
         let lessor = Arc::new(Lessor::open(&*engine, cfg.min_lease_ttl())?);
         leases::attach_stored_keys(&kv, &lessor)?;
+        let tokens = Tokens::from_flags(&cfg.auth_token, cfg.auth_token_ttl)?;
+        let auth = Arc::new(AuthStore::open(&*engine, tokens)?);
         let hub = WatchHub::new(kv.clone(), cfg.watch_progress_interval);
         let applied = engine.get(Table::Meta, META_APPLIED_INDEX)?.as_deref().and_then(decode_u64).unwrap_or(0);
         let waiters = Arc::new(Waiters::default());
@@ -141,6 +156,7 @@ impl Server {
         let applier = Applier {
             kv: kv.clone(),
             lessor: lessor.clone(),
+            auth: auth.clone(),
             hub: hub.clone(),
             waiters: waiters.clone(),
             members: members.clone(),
@@ -178,8 +194,20 @@ impl Server {
         let raft_thread = Mutex::new(Some(thread));
         let hub_task = hub.clone();
         let leader_link = forward::LeaderLink::default();
-        let server =
-            Arc::new(Self { cfg, engine, kv, lessor, hub, members, raft, waiters, next_id, leader_link, raft_thread });
+        let server = Arc::new(Self {
+            cfg,
+            engine,
+            kv,
+            lessor,
+            auth,
+            hub,
+            members,
+            raft,
+            waiters,
+            next_id,
+            leader_link,
+            raft_thread,
+        });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         Ok(server)
@@ -262,42 +290,51 @@ impl Server {
         }
     }
 
-    pub async fn range(&self, _ctx: &RequestContext, r: &RangeRequest) -> Result<RangeResponse> {
+    pub async fn range(&self, ctx: &RequestContext, r: &RangeRequest) -> Result<RangeResponse> {
         validate::range(r)?;
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
+        let caller = self.caller(ctx).await?;
+        caller.check(&self.auth, Access::Read, &r.key, &r.range_end)?;
         let read = || kv::range(&self.kv.point_in_time(), r);
         // A range that may read many keys runs with `block_in_place`: the runtime moves the other
         // tasks of this worker (puts, keep-alives) to another thread while it reads.
         let mut resp = if may_be_large(r) { tokio::task::block_in_place(read)? } else { read()? };
+        self.check_unchanged(&caller)?;
         self.complete(&mut resp.header);
         Ok(resp)
     }
 
-    pub async fn put(&self, _ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, ctx: &RequestContext, p: PutRequest) -> Result<PutResponse> {
         validate::put(&p)?;
-        let mut resp: PutResponse = self.propose(Proposal::Command(Request::Put(p))).await?;
+        let caller = self.caller(ctx).await?;
+        let mut resp: PutResponse = self.propose(Proposal::Command(Request::Put(p), caller)).await?;
         self.complete(&mut resp.header);
         Ok(resp)
     }
 
-    pub async fn delete_range(&self, _ctx: &RequestContext, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub async fn delete_range(&self, ctx: &RequestContext, d: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete_range(&d)?;
-        let mut resp: DeleteRangeResponse = self.propose(Proposal::Command(Request::DeleteRange(d))).await?;
+        let caller = self.caller(ctx).await?;
+        let mut resp: DeleteRangeResponse = self.propose(Proposal::Command(Request::DeleteRange(d), caller)).await?;
         self.complete(&mut resp.header);
         Ok(resp)
     }
 
-    pub async fn txn(&self, _ctx: &RequestContext, t: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, ctx: &RequestContext, t: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&t, self.cfg.max_txn_ops)?;
+        let caller = self.caller(ctx).await?;
         let mut resp = if kv::txn_is_read_only(&t) {
             if !txn_is_serializable(&t) {
                 self.linearizable_barrier().await?;
             }
-            kv::txn(&mut ReadOnly(self.kv.point_in_time()), &t, &*self.lessor)?
+            auth::check_txn(&self.auth, &caller, &t)?;
+            let resp = kv::txn(&mut ReadOnly(self.kv.point_in_time()), &t, &*self.lessor)?;
+            self.check_unchanged(&caller)?;
+            resp
         } else {
-            self.propose(Proposal::Command(Request::Txn(t))).await?
+            self.propose(Proposal::Command(Request::Txn(t), caller)).await?
         };
         self.complete(&mut resp.header);
         Ok(resp)
@@ -305,8 +342,9 @@ impl Server {
 
     /// Compacts history; etcd's `physical` flag needs no extra wait here, because compaction
     /// completes within the apply of its entry.
-    pub async fn compact(&self, _ctx: &RequestContext, c: CompactionRequest) -> Result<CompactionResponse> {
-        let mut resp: CompactionResponse = self.propose(Proposal::Command(Request::Compaction(c))).await?;
+    pub async fn compact(&self, ctx: &RequestContext, c: CompactionRequest) -> Result<CompactionResponse> {
+        let caller = self.caller(ctx).await?;
+        let mut resp: CompactionResponse = self.propose(Proposal::Command(Request::Compaction(c), caller)).await?;
         self.complete(&mut resp.header);
         Ok(resp)
     }

@@ -11,6 +11,7 @@
 
 use prost::Message as _;
 
+use super::auth::{Caller, Token};
 use super::waiters::Applied;
 use super::Server;
 use crate::error::{Error, Result};
@@ -26,8 +27,8 @@ const MAX_APPLY_LAG: u64 = 5000;
 
 /// What goes through raft.
 pub(super) enum Proposal {
-    /// A command for the state machine.
-    Command(Request),
+    /// A command for the state machine, run as its caller (checked when applied).
+    Command(Request, Caller),
     /// A membership change, with the member record the applier keeps.
     Membership(MemberChange, Option<MemberRecord>),
 }
@@ -59,6 +60,15 @@ from_applied! {
     LeaseRevoke => LeaseRevokeResponse,
 }
 
+impl FromApplied for Token {
+    fn from_applied(applied: Applied) -> Option<Self> {
+        match applied {
+            Applied::Token(t) => Some(Token(t)),
+            _ => None,
+        }
+    }
+}
+
 /// Requests answered by their being applied alone (membership, checkpoints, attributes).
 impl FromApplied for () {
     fn from_applied(_: Applied) -> Option<Self> {
@@ -76,8 +86,8 @@ impl Server {
         let id = self.next_request_id();
         let pending = self.waiters.register(id);
         match proposal {
-            Proposal::Command(request) => {
-                let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+            Proposal::Command(request, caller) => {
+                let data = InternalRequest { id, request: Some(request), caller: caller.record() }.encode_to_vec();
                 if data.len() > self.cfg.max_request_bytes {
                     return Err(Error::RequestTooLarge);
                 }

@@ -1,5 +1,5 @@
 //! State-machine snapshots for members behind the compacted raft log: every replicated table
-//! (MVCC history, leases, members) plus the meta keys that describe them (applied index and term,
+//! (MVCC history, leases, members, auth) plus the meta keys that describe them (applied index and term,
 //! compaction markers). A member's own identity (its id, its cluster id) is never part of one.
 
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use crate::storage::schema::{
 };
 use crate::storage::{Engine, Table, WriteBatch};
 
-const TABLES: [Table; 3] = [Table::Key, Table::Lease, Table::Members];
+const TABLES: [Table; 4] = [Table::Key, Table::Lease, Table::Members, Table::Auth];
 const META_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_APPLIED_TERM, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT];
 
 /// Builds snapshots on a background thread from an engine snapshot (writes go on meanwhile),

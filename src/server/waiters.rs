@@ -25,6 +25,8 @@ pub enum Applied {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    /// A token issued by Authenticate.
+    Token(String),
     /// Applied with no answer beyond success (checkpoints, member changes and attributes).
     Done,
 }

@@ -46,6 +46,8 @@ type Shared = Arc<Mutex<HashMap<i64, Options>>>;
 /// One client watch stream. Dropping it ends every watch of the stream.
 pub struct WatchSession {
     server: Arc<Server>,
+    /// The stream's caller, resolved again at every create (its token may expire meanwhile).
+    ctx: RequestContext,
     stream: u64,
     tx: mpsc::Sender<Delivery>,
     options: Shared,
@@ -58,7 +60,7 @@ impl Server {
     /// watches that allow it).
     pub fn open_watch(
         self: &Arc<Self>,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         max_response_bytes: usize,
     ) -> (WatchSession, mpsc::Receiver<WatchResponse>) {
         let stream = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
@@ -66,7 +68,7 @@ impl Server {
         let (out_tx, out_rx) = mpsc::channel(16);
         let options: Shared = Arc::default();
         tokio::spawn(send_loop(self.clone(), rx, out_tx, options.clone(), max_response_bytes));
-        let session = WatchSession { server: self.clone(), stream, tx, options, next_auto_id: 0 };
+        let session = WatchSession { server: self.clone(), ctx: ctx.clone(), stream, tx, options, next_auto_id: 0 };
         (session, out_rx)
     }
 }
@@ -79,6 +81,10 @@ impl WatchSession {
         let revision = self.server.kv.read().rev();
         let answer = match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => {
+                if let Err(e) = self.permitted(&c).await {
+                    let reason = super::auth::watch_refusal(&e);
+                    return self.tx.send(Delivery::Canceled { watch_id: -1, revision, reason }).await.is_ok();
+                }
                 let watch_id = if c.watch_id != 0 {
                     c.watch_id
                 } else {
@@ -116,6 +122,17 @@ impl WatchSession {
             Some(d) => self.tx.send(d).await.is_ok(),
             None => true,
         }
+    }
+}
+
+impl WatchSession {
+    /// A watch needs READ on its range, checked once at creation. As etcd 3.4, a watch "from a
+    /// key on" (`range_end` `"\0"`) is checked as that one key.
+    async fn permitted(&self, c: &WatchCreateRequest) -> crate::error::Result<()> {
+        let caller = self.server.caller(&self.ctx).await?;
+        let key = if c.key.is_empty() { vec![0] } else { c.key.clone() };
+        let range_end: &[u8] = if c.range_end == [0] { &[] } else { &c.range_end };
+        caller.check(&self.server.auth, crate::auth::Access::Read, &key, range_end)
     }
 }
 

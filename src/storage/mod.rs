@@ -139,8 +139,7 @@ pub fn decode_all<M: prost::Message + Default>(engine: &dyn Engine, table: Table
     }
 }
 
-/// Collects every key-value pair of `[start, end)` in ascending order (for tests).
-#[cfg(test)]
+/// Collects every key-value pair of `[start, end)` in ascending order (small tables, tests).
 pub fn scan_all(engine: &dyn Engine, table: Table, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     engine.scan(table, start, end, &mut |k, v| {

@@ -8,6 +8,7 @@
 //! | `raft_log`  | raft index, 8 bytes big-endian        | `eraftpb.Entry`                    |
 //! | `raft_state`| one of the `RAFT_*` names below       | `eraftpb` messages                 |
 //! | `members`   | member id, 8 bytes big-endian         | member record                      |
+//! | `auth`      | `enabled`, `revision`, `user/<name>`, `role/<name>` | flag, big-endian u64, `authpb.User`, `authpb.Role` |
 
 /// A named table: a RocksDB column family or one in-memory map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,11 +19,12 @@ pub enum Table {
     RaftLog,
     RaftState,
     Members,
+    Auth,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] =
-        [Table::Key, Table::Meta, Table::Lease, Table::RaftLog, Table::RaftState, Table::Members];
+    pub const ALL: [Table; 7] =
+        [Table::Key, Table::Meta, Table::Lease, Table::RaftLog, Table::RaftState, Table::Members, Table::Auth];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +34,7 @@ impl Table {
             Table::RaftLog => "raft_log",
             Table::RaftState => "raft_state",
             Table::Members => "members",
+            Table::Auth => "auth",
         }
     }
 }

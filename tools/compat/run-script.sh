@@ -49,6 +49,17 @@ python3 "$here/runner.py" --client-url x --script "$script" --check >/dev/null
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/compat.XXXXXX")
 server_pid=""
+
+# Extra server flags from the script's `#@server-flag <flag>` lines; `{WORKDIR}` in them is the
+# run's scratch dir. `#@setup jwt-rs256` first makes an RS256 key pair there (jwt.key, jwt.pub).
+server_flags=()
+if grep -q '^#@setup jwt-rs256$' "$script"; then
+    openssl genrsa -out "$workdir/jwt.key" 2048 2>/dev/null
+    openssl rsa -in "$workdir/jwt.key" -pubout -out "$workdir/jwt.pub" 2>/dev/null
+fi
+while IFS= read -r flag; do
+    server_flags+=("${flag//\{WORKDIR\}/$workdir}")
+done < <(sed -n 's/^#@server-flag //p' "$script")
 runner_pid=""
 
 alive() {  # true while the process exists and is not a zombie
@@ -121,7 +132,7 @@ start_server() {
     peer_url=http://127.0.0.1:$peer_port
     rm -rf "$workdir/data"
     "$here/../member.sh" "$server" n1 "$workdir/data" "$client_url" "$peer_url" "n1=$peer_url" \
-        </dev/null >"$workdir/server.log" 2>&1 &
+        ${server_flags[@]+"${server_flags[@]}"} </dev/null >"$workdir/server.log" 2>&1 &
     server_pid=$!
 }
 
