@@ -12,13 +12,14 @@ E2E_KV := TestCtlV3Put$$|TestCtlV3PutNoTLS$$|TestCtlV3PutIgnoreValue$$|TestCtlV3
 E2E_WATCH_LEASE := TestCtlV3Watch$$|TestCtlV3WatchNoTLS$$|TestCtlV3WatchInteractive$$|TestCtlV3WatchInteractiveNoTLS$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)(NoTLS|PeerTLS)?$$|TestCtlV3PutIgnoreLease$$|TestCtlV3Lock$$|TestCtlV3Elect$$
 E2E_PEER_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)PeerTLS$$
 E2E_CLUSTER := TestCtlV3Member(List|Remove|Add|Update)(NoTLS|PeerTLS)?$$|TestCtlV3MemberAddForLearner$$|TestCtlV3GetQuorum$$|TestCtlV3EndpointStatus$$|TestCtlV3EndpointHealth$$
-# Every auth, user and role test except those needing client TLS or snapshots.
-E2E_AUTH := TestCtlV3Auth(Enable|Disable|WriteKey|RoleUpdate|UserDeleteDuringOps|RoleRevokeDuringOps|Txn|TxnJWT|PrefixPerm|MemberAdd|MemberRemove|MemberUpdate|RevokeWithDelete|InvalidMgmt|FromKeyPerm|AndWatch|AndWatchJWT|LeaseTestKeepAlive|LeaseTestTimeToLiveExpired|LeaseGrantLeases|LeaseGrantLeasesJWT|LeaseRevoke|RoleGet|UserGet|RoleList|Defrag|EndpointHealth|JWTExpire|TestCacheReload|Snapshot|SnapshotJWT)$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd|Grant)(NoTLS|PeerTLS|Timeout)?$$
+E2E_CLIENT_TLS := TestCtlV3(Put|Get|Del|TxnInteractiveSuccess|Watch|WatchInteractive)ClientTLS$$|TestCtlV3(Put|Get)ClientAutoTLS$$|TestCtlV3PutClientTLSFlagByEnv$$|TestCtlV3Lease(GrantTimeToLive|GrantLeases|TestTimeToLiveExpired|KeepAlive|KeepAliveOnce|Revoke)Client(Auto)?TLS$$|TestCtlV3Member(List|Remove|Add|Update)Client(Auto)?TLS$$|TestCtlV3DialWithHTTPScheme$$|TestCtlV3GetRevokedCRL$$|TestCtlV3MoveLeaderScenarios$$|TestCtlV3AuthCertCN(AndUsername|AndUsernameNoPassword)?$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd)Client(Auto)?TLS$$
+# Every auth, user and role test over plain connections (the client-TLS ones are in E2E_CLIENT_TLS).
+E2E_AUTH := TestCtlV3Auth(Enable|Disable|WriteKey|RoleUpdate|UserDeleteDuringOps|RoleRevokeDuringOps|Txn|TxnJWT|PrefixPerm|MemberAdd|MemberRemove|MemberUpdate|RevokeWithDelete|InvalidMgmt|FromKeyPerm|AndWatch|AndWatchJWT|LeaseTestKeepAlive|LeaseTestTimeToLiveExpired|LeaseGrantLeases|LeaseGrantLeasesJWT|LeaseRevoke|RoleGet|UserGet|RoleList|Defrag|Snapshot|SnapshotJWT|EndpointHealth|JWTExpire|TestCacheReload)$$|TestCtlV3(Role|User)(Add|List|Delete|Passwd|Grant)(NoTLS|PeerTLS|Timeout)?$$
 E2E_OPS := TestCtlV3Alarm$$|TestCtlV3Defrag$$|TestCtlV3EndpointHashKV$$
 E2E_SNAPSHOT := TestCtlV3Snapshot$$|TestCtlV3SnapshotCorrupt$$|TestCtlV3SnapshotStatusBeforeRestore$$
-E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_AUTH)|$(E2E_OPS)|$(E2E_SNAPSHOT)
-# Subtest filters apply to every matched test, so scenario subtests run on their own.
-E2E_SUBTESTS ?= TestCtlV3MoveLeaderScenarios/Insecure
+E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_AUTH)|$(E2E_CLIENT_TLS)|$(E2E_OPS)|$(E2E_SNAPSHOT)
+# Subtest filters apply to every matched test, so scenario subtests run on their own (none now).
+E2E_SUBTESTS ?=
 RUN ?= $(E2E_TESTS)
 
 .PHONY: deps build run test test-unit test-compat test-etcd-e2e bench bench-layers lint fmt clean-cache
@@ -52,7 +53,7 @@ test-compat: build
 # etcd's own e2e suite with metastore as the etcd binary: make test-etcd-e2e RUN='TestCtlV3Put$$'
 test-etcd-e2e: build
 	tools/etcd-e2e.sh --etcd $(BIN) --run '$(RUN)'
-	@if [ '$(RUN)' = '$(E2E_TESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
+	@if [ '$(RUN)' = '$(E2E_TESTS)' ] && [ -n '$(E2E_SUBTESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).

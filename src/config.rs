@@ -9,6 +9,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::server::membership::{cluster_id, member_id};
 use crate::server::Member;
+pub use crate::tls::ClientTlsFlags;
 
 /// How a flag takes its value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,13 +65,13 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("auto-compaction-retention", Value, "0", Ignored),
     ("auto-compaction-mode", Value, "periodic", Ignored),
     ("enable-v2", Bool, "false", Ignored),
-    ("cert-file", Value, "", Ignored),
-    ("key-file", Value, "", Ignored),
+    ("cert-file", Value, "", Honoured),
+    ("key-file", Value, "", Honoured),
     ("client-cert-auth", Bool, "false", Honoured),
-    ("client-crl-file", Value, "", Ignored),
-    ("client-cert-allowed-hostname", Value, "", Ignored),
-    ("trusted-ca-file", Value, "", Ignored),
-    ("auto-tls", Bool, "false", Ignored),
+    ("client-crl-file", Value, "", Honoured),
+    ("client-cert-allowed-hostname", Value, "", Honoured),
+    ("trusted-ca-file", Value, "", Honoured),
+    ("auto-tls", Bool, "false", Honoured),
     ("peer-cert-file", Value, "", Honoured),
     ("peer-key-file", Value, "", Honoured),
     ("peer-client-cert-auth", Bool, "false", Honoured),
@@ -79,7 +80,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("peer-cert-allowed-hostname", Value, "", Ignored),
     ("peer-auto-tls", Bool, "false", Honoured),
     ("peer-crl-file", Value, "", Ignored),
-    ("cipher-suites", Value, "", Ignored),
+    ("cipher-suites", Value, "", Honoured),
     ("cors", Value, "", Ignored),
     ("host-whitelist", Value, "*", Ignored),
     ("auth-token", Value, "simple", Honoured),
@@ -153,12 +154,13 @@ pub struct Config {
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
+    pub client_tls: ClientTlsFlags,
+    /// `--cipher-suites`: Go's names, in order of preference (TLS 1.2; empty means the defaults).
+    pub cipher_suites: Vec<String>,
     /// `--auth-token`, `--auth-token-ttl` (seconds), `--bcrypt-cost`.
     pub auth_token: String,
     pub auth_token_ttl: Duration,
     pub bcrypt_cost: u32,
-    /// `--client-cert-auth`.
-    pub client_cert_auth: bool,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
@@ -167,6 +169,8 @@ fn command() -> Command {
     let mut cmd = Command::new("metastore")
         .about("An etcd v3 compatible metadata store")
         .disable_version_flag(true)
+        // Go's flag package takes a flag given twice; the last value wins.
+        .args_override_self(true)
         .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).help("Print the version and exit"));
     for (name, kind, default, _) in FLAGS {
         let env = format!("ETCD_{}", name.to_uppercase().replace('-', "_"));
@@ -277,10 +281,19 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
             client_cert_auth: get("peer-client-cert-auth") == "true",
             auto_tls: get("peer-auto-tls") == "true",
         },
+        client_tls: ClientTlsFlags {
+            cert_file: get("cert-file"),
+            key_file: get("key-file"),
+            trusted_ca_file: get("trusted-ca-file"),
+            client_cert_auth: get("client-cert-auth") == "true",
+            auto_tls: get("auto-tls") == "true",
+            crl_file: get("client-crl-file"),
+            allowed_hostname: get("client-cert-allowed-hostname"),
+        },
+        cipher_suites: list(&get("cipher-suites")),
         auth_token: get("auth-token"),
         auth_token_ttl: Duration::from_secs(num("auth-token-ttl")?),
         bcrypt_cost: num("bcrypt-cost")?.min(u32::MAX as u64) as u32,
-        client_cert_auth: get("client-cert-auth") == "true",
         ignored,
     })
 }
@@ -375,6 +388,13 @@ mod tests {
         assert_eq!((c.name.as_str(), c.data_dir.as_str(), c.max_txn_ops), ("n1", "/tmp/x", 7));
         assert_eq!(c.ignored, ["--enable-v2"]);
         assert!(c.peer_tls.auto_tls);
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value() {
+        let c = run(&["--client-cert-auth", "--name", "a", "--client-cert-auth", "--name", "b"]);
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.name, "b");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use metastore::server::{Server, ServerConfig};
 mod identity;
 mod snapshot_cmd;
 use metastore::storage::{Engine, MemoryEngine, RocksEngine};
-use metastore::tls::PeerTls;
+use metastore::tls::{ClientTls, PeerTls};
 
 const ETCD_API_VERSION: &str = "3.4.23";
 
@@ -80,7 +80,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         auth_token: cfg.auth_token.clone(),
         auth_token_ttl: cfg.auth_token_ttl,
         bcrypt_cost: cfg.bcrypt_cost,
-        client_cert_auth: cfg.client_cert_auth,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
         quota_backend_bytes: cfg.quota_backend_bytes,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
@@ -88,7 +88,8 @@ async fn run(mut cfg: Config) -> Result<(), String> {
     for (_, listener) in peer_listeners {
         tasks.spawn(metastore::peer::serve(server.clone(), listener, peer_tls.clone()));
     }
-    let client_listeners = bind_all(&cfg.listen_client_urls, "client").await?;
+    let client_tls = client_tls(&cfg)?;
+    let client_listeners = bind_client(&cfg.listen_client_urls, client_tls.as_ref(), &cfg.client_tls).await?;
     server.publish(cfg.name.clone(), cfg.advertise_client_urls.clone()).await;
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
     tracing::info!(
@@ -97,10 +98,17 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         cfg.advertise_client_urls.join(" "),
         server.config().cluster_id
     );
-    for (url, listener) in client_listeners {
+    for client in client_listeners {
         tracing::info!("embed: ready to serve client requests");
-        tracing::info!("embed: serving insecure client requests on {url}, this is strongly discouraged!");
-        tasks.spawn(api::serve(server.clone(), listener, cfg.max_request_bytes));
+        if client.insecure {
+            tracing::info!("embed: serving insecure client requests on {}, this is strongly discouraged!", client.addr);
+        }
+        let tls = client.secure.then(|| client_tls.clone()).flatten();
+        if tls.is_some() {
+            tracing::info!("embed: serving client traffic securely on {}", client.addr);
+        }
+        let connections = metastore::tls::client_connections(client.listener, tls, client.insecure);
+        tasks.spawn(api::serve(server.clone(), connections, cfg.max_request_bytes));
     }
     let outcome = tokio::select! {
         Some(res) = tasks.join_next() => match res {
@@ -142,6 +150,67 @@ fn peer_tls(cfg: &Config) -> Result<Option<PeerTls>, String> {
     Ok(None)
 }
 
+/// The client TLS the flags ask for: certificate files, or `--auto-tls`'s self-signed one.
+fn client_tls(cfg: &Config) -> Result<Option<Arc<ClientTls>>, String> {
+    let hosts: Vec<String> = cfg.listen_client_urls.iter().filter_map(|url| url_host(url)).collect();
+    ClientTls::from_flags(&cfg.client_tls, &cfg.cipher_suites, Path::new(&cfg.data_dir), &hosts)
+        .map(|tls| tls.map(Arc::new))
+        .map_err(|e| e.to_string())
+}
+
+/// The host of `scheme://host:port`, without IPv6 brackets.
+fn url_host(url: &str) -> Option<String> {
+    let hostport = url.split("://").nth(1)?.trim_end_matches('/');
+    let (host, _port) = hostport.rsplit_once(':')?;
+    Some(host.trim_matches(|c| c == '[' || c == ']').to_string())
+}
+
+/// One listening address of the client URLs: `http://` and `https://` URLs of the same address
+/// share it, as in etcd.
+struct ClientListener {
+    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    secure: bool,
+    insecure: bool,
+}
+
+/// Binds the client URLs with etcd's checks: an `https://` URL needs a certificate; TLS flags
+/// on `http://` URLs are ignored with a warning.
+async fn bind_client(
+    urls: &[String],
+    tls: Option<&Arc<ClientTls>>,
+    flags: &config::ClientTlsFlags,
+) -> Result<Vec<ClientListener>, String> {
+    let mut by_addr: Vec<(SocketAddr, bool, bool)> = Vec::new();
+    for url in urls {
+        let secure = url.starts_with("https://");
+        if secure && tls.is_none() {
+            return Err(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+            ));
+        }
+        if !secure && (!flags.cert_file.is_empty() || !flags.key_file.is_empty()) {
+            tracing::warn!(
+                "scheme is HTTP while key and cert files are present; ignoring key and cert files (client-url {url})"
+            );
+        }
+        if !secure && flags.client_cert_auth {
+            tracing::warn!("scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL (client-url {url})");
+        }
+        let addr = socket_addr(url, "client")?;
+        match by_addr.iter_mut().find(|(a, _, _)| *a == addr) {
+            Some((_, s, i)) => (*s, *i) = (*s || secure, *i || !secure),
+            None => by_addr.push((addr, secure, !secure)),
+        }
+    }
+    let mut listeners = Vec::new();
+    for (addr, secure, insecure) in by_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr}: {e}"))?;
+        listeners.push(ClientListener { addr, listener, secure, insecure });
+    }
+    Ok(listeners)
+}
+
 async fn bind_all(urls: &[String], what: &str) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
     let mut listeners = Vec::new();
     for url in urls {
@@ -164,13 +233,12 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
     }
 }
 
-/// Resolves `http://host:port` to a socket address to listen on.
+/// Resolves `http://host:port` or `https://host:port` to a socket address to listen on.
 fn socket_addr(url: &str, what: &str) -> Result<SocketAddr, String> {
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", rest)) if what == "peer" => rest,
-        Some(("https", _)) => return Err(format!("{what} URL {url}: TLS on {what} URLs is not implemented yet")),
-        _ => return Err(format!("{what} URL {url} must start with http://")),
+        Some(("https", rest)) => rest,
+        _ => return Err(format!("{what} URL {url} must start with http:// or https://")),
     };
     let hostport = rest.trim_end_matches('/');
     std::net::ToSocketAddrs::to_socket_addrs(hostport)

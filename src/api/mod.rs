@@ -2,7 +2,8 @@
 //! `server`, fill the header), one error table ([`status`]), and the HTTP endpoints etcd serves
 //! on the same port ([`http`]).
 //!
-//! gRPC and HTTP/1 share each client listener: tonic routes are merged into one axum router.
+//! gRPC and HTTP share each client listener, plain or TLS: tonic routes are merged into one axum
+//! router, and requests carry the connection's [`ClientConnInfo`] (see [`context`]).
 //! The peer API (`crate::peer`) is served separately on the peer URLs.
 //! Every etcd v3 service is registered (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock,
 //! Election); `docs/compatibility.md` tracks each RPC.
@@ -21,7 +22,6 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::error::{Error, Result};
@@ -34,13 +34,19 @@ use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::{RequestContext, Server};
+use crate::tls::{ClientConnInfo, ClientConnections};
 
-/// The request context of a client call: who is calling and from where, with the token it sent
-/// (gRPC metadata `token`, or `authorization` as the gateway sends it).
+/// The request context of a client call: who is calling and from where (the connection's
+/// [`ClientConnInfo`]: address and verified certificate name), with the token it sent (gRPC
+/// metadata `token`, or `authorization` as the gateway sends it).
 pub(crate) fn context<T>(req: &tonic::Request<T>) -> RequestContext {
-    context_from(req.metadata(), req.remote_addr())
+    let conn = req.extensions().get::<ClientConnInfo>();
+    let mut ctx = context_from(req.metadata(), conn.and_then(|c| c.remote_addr));
+    ctx.cert_common_name = conn.and_then(|c| c.common_name.clone());
+    ctx
 }
 
+/// A client context from gRPC metadata (or the gateway's headers): the token it carries.
 fn context_from(md: &tonic::metadata::MetadataMap, addr: Option<std::net::SocketAddr>) -> RequestContext {
     let mut ctx = RequestContext::client(addr);
     ctx.token =
@@ -51,8 +57,9 @@ fn context_from(md: &tonic::metadata::MetadataMap, addr: Option<std::net::Socket
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// Serves the client API on `listener` until the process ends.
-pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes: usize) -> Result<()> {
+/// Serves the client API on one listener's `connections` (plain or TLS: `crate::tls`) until the
+/// process ends.
+pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_request_bytes: usize) -> Result<()> {
     let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(kv::KvService { server: server.clone() })
         .max_decoding_message_size(max_recv)
@@ -82,7 +89,23 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, max_request_bytes
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
-        .serve_with_incoming(crate::tls::incoming(listener))
+        .serve_with_incoming(connections)
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connections_certificate_name_reaches_the_request_context() {
+        let addr = "127.0.0.1:4000".parse().expect("address");
+        let mut req = tonic::Request::new(());
+        req.extensions_mut().insert(ClientConnInfo { remote_addr: Some(addr), common_name: Some("alice".into()) });
+        let ctx = context(&req);
+        assert_eq!(ctx.cert_common_name.as_deref(), Some("alice"));
+        assert_eq!(ctx.origin, crate::server::Origin::Client(Some(addr)));
+        assert_eq!(context(&tonic::Request::new(())).cert_common_name, None);
+    }
 }

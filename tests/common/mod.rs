@@ -54,6 +54,24 @@ impl Member {
         Self::start_bin(BIN, extra, env)
     }
 
+    /// Starts a single member whose client URL is `https://` (`extra` gives the TLS flags); it
+    /// also listens on a plain `http://` URL, which readiness polling uses.
+    pub fn start_https(extra: &[&str]) -> Member {
+        for _ in 0..3 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let mut m = Self::configure(&tmp.path().join("data"), extra);
+            m.client_url = format!("https://127.0.0.1:{},{}", free_port(), m.client_url);
+            m._tmp = Some(tmp);
+            m.spawn_nowait();
+            match m.try_wait_ready() {
+                Ok(()) => return m,
+                Err(log) if log.to_lowercase().contains(PORT_TAKEN) => continue,
+                Err(log) => panic!("metastore did not start; log:\n{log}"),
+            }
+        }
+        panic!("no free ports after three attempts");
+    }
+
     /// [`Member::start`] with real etcd instead of metastore.
     pub fn start_etcd(extra: &[&str]) -> Member {
         Self::start_bin(ETCD_BIN, extra, &[])
@@ -145,8 +163,9 @@ impl Member {
         assert!(status.success(), "kill -{sig} {pid}");
     }
 
+    /// The first client URL.
     pub fn endpoint(&self) -> String {
-        self.client_url.clone()
+        self.client_url.split(',').next().unwrap_or_default().to_string()
     }
 
     /// Polls `/health` until the member answers healthy (bounded: 30 s).
@@ -159,7 +178,10 @@ impl Member {
     /// Like [`Member::wait_ready`], but hands back the log when the process exits or times out.
     pub fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = self.client_url.trim_start_matches("http://").to_string();
+        let addr = match self.client_url.split(',').find_map(|u| u.strip_prefix("http://")) {
+            Some(addr) => addr.to_string(),
+            None => return Err(format!("no http:// client URL to poll in {}", self.client_url)),
+        };
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;

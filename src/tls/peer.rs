@@ -1,5 +1,5 @@
-//! TLS between members (etcd's `--peer-*` flags): the peer server's identity and client-CA
-//! check, and a client connector for `https://` peer URLs.
+//! Peer TLS (etcd's `--peer-*` flags): the peer server's identity and client-CA check, and the
+//! connector for `https://` peer URLs.
 //!
 //! * `--peer-cert-file` / `--peer-key-file`: the certificate served, and presented as a client.
 //! * `--peer-trusted-ca-file`: the CA that peer certificates must chain to (both directions).
@@ -163,10 +163,4 @@ impl ServerCertVerifier for AcceptAny {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
-/// algorithm (40 ms with delayed ACKs).
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
