@@ -95,6 +95,12 @@ impl Server {
             return Err(Error::MemberBadUrls);
         }
         let members = self.members.list();
+        // etcd's order: an id already in use (same URLs within the same second), then the URLs.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let id = member_id(&peer_urls, &format!("{}{now}", self.cfg.cluster_token));
+        if members.iter().any(|m| m.id == id) {
+            return Err(Error::MemberExists);
+        }
         if members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
             return Err(Error::PeerUrlExists);
         }
@@ -104,8 +110,6 @@ impl Server {
         if !is_learner && self.cfg.strict_reconfig_check && !ready_to_add_voter(&members) {
             return Err(Error::NotEnoughStartedMembers);
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let id = member_id(&peer_urls, &format!("{}{now}", self.cfg.cluster_token));
         let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
         let change = if is_learner { MemberChange::AddLearner(id) } else { MemberChange::AddVoter(id) };
         self.change_membership(change, Some(record(&member))).await?;
