@@ -386,11 +386,15 @@ impl Storage for LogStore {
 
     /// raft-rs asks for a snapshot on the node thread; building one scans every table, so the
     /// source builds it in the background and this answers "temporarily unavailable" (raft-rs
-    /// asks again later) until one at or past `request_index` is ready.
+    /// asks again later) until one at or past `request_index` is ready — and never one older
+    /// than the log's truncation point: the entries between it and the log are gone, so the
+    /// follower could not continue from it (and one that already committed past it would ignore
+    /// it, for ever).
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let unavailable = || raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
         let source = self.snapshots.as_ref().ok_or_else(unavailable)?;
-        let (index, term, data) = match source.snapshot(request_index) {
+        let min_index = request_index.max(self.first_index().saturating_sub(1));
+        let (index, term, data) = match source.snapshot(min_index) {
             Ok(Some(ready)) => ready,
             Ok(None) => return Err(unavailable()),
             Err(e) => {
@@ -508,5 +512,29 @@ mod tests {
             assert!(applied == 0 || applied == index, "budget {budget}: applied {applied}");
             assert_eq!(applied == index, engine.get(Table::Key, b"k").unwrap().is_some());
         }
+    }
+
+    /// A snapshot older than the log's truncation point bridges nothing: a follower that
+    /// restarted with a commit index past it ignores it, and the leader would offer it for ever.
+    #[test]
+    fn snapshots_offered_are_never_older_than_the_truncation_point() {
+        struct Recorder(std::sync::Mutex<Vec<u64>>);
+        impl SnapshotSource for Recorder {
+            fn snapshot(&self, min_index: u64) -> Result<Option<(u64, u64, Vec<u8>)>> {
+                self.0.lock().unwrap().push(min_index);
+                Ok(None)
+            }
+        }
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut store = LogStore::bootstrap(engine, vec![1], Vec::new(), WriteBatch::new()).unwrap();
+        let recorder = Arc::new(Recorder(Default::default()));
+        store.set_snapshot_source(recorder.clone());
+        let entries: Vec<Entry> = (2..=50).map(|index| Entry { index, term: 1, ..Default::default() }).collect();
+        store.persist(&entries, None).unwrap();
+        store.compact(40).unwrap();
+        assert!(raft::Storage::snapshot(&store, 0, 2).is_err(), "the source has none ready yet");
+        assert!(raft::Storage::snapshot(&store, 45, 2).is_err());
+        assert_eq!(*recorder.0.lock().unwrap(), vec![store.first_index() - 1, 45]);
+        assert!(store.first_index() - 1 >= 39, "compacted up to the truncation point");
     }
 }
