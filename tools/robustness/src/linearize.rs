@@ -12,9 +12,16 @@
 //!
 //! Unknown outcomes: a write whose answer never came back has no return time; the search may
 //! linearize it anywhere after its invoke, with any answer, or never. If a value it wrote was
-//! observed (by a read or a watch), it must have been applied, before the observation returned:
-//! it gets that return time and must be linearized. Failed reads are dropped; serializable reads
-//! are not searched but replayed against the revision they report ([`crate::replay`]).
+//! observed (by a read or a watch), it must have been applied, before the observation returned,
+//! at the mod revision the observation showed: it gets that return time and revision and must be
+//! linearized. As in etcd's suite, an unknown-outcome put whose value nobody ever observed is
+//! dropped (the watchers, whose completeness the watch validators check, see every revision).
+//! Failed reads are dropped; serializable reads are not searched but replayed against the
+//! revision they report ([`crate::replay`]).
+//!
+//! Pruning, all sound: every revision is created by one operation, so a write may not create a
+//! revision that an acknowledged or observed write claims; an unknown outcome that would change
+//! nothing is never linearized (leaving it out is equivalent).
 //!
 //! A time budget bounds the search (answer: unknown). When a history is not linearizable, the
 //! report shows the deepest point reached: the model state there, the operations linearized just
@@ -44,6 +51,8 @@ pub struct Entry {
     pub response: Option<Response>,
     /// Whether the search must linearize it (false: an unknown outcome never observed).
     pub must: bool,
+    /// The revision this write creates, when an answer or an observation says so.
+    pub creates: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -51,8 +60,9 @@ pub enum Verdict {
     /// `order` lists entry indices in linearization order (unapplied unknowns left out).
     Linearizable { order: Vec<usize> },
     NotLinearizable { report: String },
-    /// The time budget ran out after visiting this many configurations.
-    Unknown { visited: usize },
+    /// The time budget ran out after visiting this many configurations; `report` shows the
+    /// deepest point reached.
+    Unknown { visited: usize, report: String },
 }
 
 pub struct Checked {
@@ -77,12 +87,26 @@ pub fn entries(h: &History) -> Vec<Entry> {
                 request: o.request.clone(),
                 response: Some(resp.clone()),
                 must: true,
+                creates: created_revision(&o.request, resp),
             }),
             _ if o.request.is_read() => {}
             _ => {
-                let seen = o.request.written_values().iter().filter_map(|v| observed.get(*v)).min().copied();
-                let ret = seen.map_or(INF, |t| t.max(o.call + 1));
-                out.push(Entry { op: i, call: o.call, ret, request: o.request.clone(), response: None, must: seen.is_some() });
+                let values = o.request.written_values();
+                let seen = values.iter().filter_map(|v| observed.get(*v)).min().copied();
+                if !values.is_empty() && seen.is_none() {
+                    continue; // an unobserved unknown put: not applied
+                }
+                let ret = seen.map_or(INF, |(t, _)| t.max(o.call + 1));
+                let creates = seen.map(|(_, rev)| rev);
+                out.push(Entry {
+                    op: i,
+                    call: o.call,
+                    ret,
+                    request: o.request.clone(),
+                    response: None,
+                    must: seen.is_some(),
+                    creates,
+                });
             }
         }
     }
@@ -90,21 +114,33 @@ pub fn entries(h: &History) -> Vec<Entry> {
     out
 }
 
-/// Value → earliest time a client had seen it (a read's return, a watch response's arrival).
-fn observations(h: &History) -> HashMap<String, u64> {
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut note = |v: &str, t: u64| {
-        let e = seen.entry(v.to_string()).or_insert(t);
-        *e = (*e).min(t);
+/// The revision an acknowledged txn created: its answer's, if its branch changed something.
+fn created_revision(req: &Request, resp: &Response) -> Option<i64> {
+    let (Request::Txn { success, failure, .. }, Response::Txn { rev, succeeded, results }) = (req, resp) else {
+        return None;
+    };
+    let ops = if *succeeded { success } else { failure };
+    let changed = ops.iter().zip(results).any(|(op, r)| {
+        matches!(op, crate::history::TxnOp::Put { .. }) || matches!(r, OpResult::Delete { deleted } if *deleted > 0)
+    });
+    changed.then_some(*rev)
+}
+
+/// Value → (earliest time a client had seen it, the mod revision it was seen with).
+fn observations(h: &History) -> HashMap<String, (u64, i64)> {
+    let mut seen: HashMap<String, (u64, i64)> = HashMap::new();
+    let mut note = |kv: &crate::history::Kv, t: u64| {
+        let e = seen.entry(kv.value.clone()).or_insert((t, kv.modified));
+        e.0 = e.0.min(t);
     };
     for o in &h.operations {
         let Some(t) = o.ret else { continue };
         match &o.response {
-            Some(Response::Range { kvs, .. }) => kvs.iter().for_each(|(_, kv)| note(&kv.value, t)),
+            Some(Response::Range { kvs, .. }) => kvs.iter().for_each(|(_, kv)| note(kv, t)),
             Some(Response::Txn { results, .. }) => {
                 for r in results {
                     if let OpResult::Get { kvs, .. } = r {
-                        kvs.iter().for_each(|(_, kv)| note(&kv.value, t));
+                        kvs.iter().for_each(|(_, kv)| note(kv, t));
                     }
                 }
             }
@@ -115,10 +151,10 @@ fn observations(h: &History) -> HashMap<String, u64> {
         for r in &s.responses {
             for e in &r.events {
                 if !e.delete {
-                    note(&e.kv.value, r.time);
+                    note(&e.kv, r.time);
                 }
                 if let Some(p) = &e.prev {
-                    note(&p.value, r.time);
+                    note(p, r.time);
                 }
             }
         }
@@ -158,6 +194,7 @@ pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
     let mut prev: Vec<usize> = (0..n).map(|i| if i == 0 { END } else { i - 1 }).collect();
     let mut head = if n == 0 { END } else { 0 };
     let mut remaining = entries.iter().filter(|e| e.must).count();
+    let claimed: HashSet<i64> = entries.iter().filter_map(|e| e.creates).collect();
 
     let mut memo: HashSet<(u128, u64)> = HashSet::new();
     let mut stack: Vec<(usize, State, u64)> = Vec::new();
@@ -174,12 +211,21 @@ pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
         }
         steps += 1;
         if steps % 4096 == 0 && started.elapsed() > budget {
-            return Verdict::Unknown { visited: memo.len() };
+            return Verdict::Unknown { visited: memo.len(), report: report(entries, deepest) };
         }
         if cursor != END && entries[cursor].call < min_ret {
             let e = &entries[cursor];
             let (ns, resp, _) = state.step(&e.request);
-            let fits = e.response.as_ref().is_none_or(|r| *r == resp);
+            let bumped = ns.rev != state.rev;
+            let rev_ok = match e.creates {
+                Some(r) => ns.rev == r,
+                None => !bumped || !claimed.contains(&ns.rev),
+            };
+            let fits = rev_ok
+                && match &e.response {
+                    Some(r) => *r == resp,
+                    None => ns != state,
+                };
             if fits && memo.insert((linearized ^ zob[cursor], state_hash(&ns))) {
                 stack.push((cursor, std::mem::replace(&mut state, ns), min_ret));
                 linearized ^= zob[cursor];

@@ -165,8 +165,9 @@ pub fn check(h: &History, budget: Duration) -> Outcome {
             out.linearizable = "no".into();
             out.report = Some(report.clone());
         }
-        Verdict::Unknown { visited } => {
+        Verdict::Unknown { visited, report } => {
             out.linearizable = format!("unknown (budget; {visited} states)");
+            out.report = Some(report.clone());
         }
     }
     out.check_time = started.elapsed();
