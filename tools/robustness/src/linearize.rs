@@ -19,9 +19,11 @@
 //! Failed reads are dropped; serializable reads are not searched but replayed against the
 //! revision they report ([`crate::replay`]).
 //!
-//! Pruning, all sound: every revision is created by one operation, so a write may not create a
-//! revision that an acknowledged or observed write claims; an unknown outcome that would change
-//! nothing is never linearized (leaving it out is equivalent).
+//! Pruning: every revision is created by one operation, so a write may not create a revision
+//! that an acknowledged or observed write claims; an unknown outcome that would change nothing is
+//! never linearized (leaving it out is equivalent). An unknown-outcome delete may only create a
+//! revision some watcher saw events at and no other write claims (this relies on the watchers
+//! together seeing every revision, which their reliability check verifies).
 //!
 //! A time budget bounds the search (answer: unknown). When a history is not linearizable, the
 //! report shows the deepest point reached: the model state there, the operations linearized just
@@ -172,7 +174,8 @@ fn state_hash(s: &State) -> u64 {
 pub fn check(h: &History, budget: Duration) -> Checked {
     let entries = entries(h);
     let initial = State::new(h.initial_rev, h.initial_kvs.clone());
-    let verdict = search(&entries, &initial, budget);
+    let revs: HashSet<i64> = h.watches.iter().flat_map(|w| &w.responses).flat_map(|r| &r.events).map(|e| e.rev).collect();
+    let verdict = search(&entries, &initial, &revs, budget);
     Checked { entries, initial, verdict }
 }
 
@@ -184,7 +187,9 @@ struct Deepest {
     window: Vec<usize>,
 }
 
-pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
+/// Searches for a linearization of `entries` from `initial`. `observed_revisions` are the
+/// revisions the watchers saw events at.
+pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i64>, budget: Duration) -> Verdict {
     let n = entries.len();
     let started = Instant::now();
     let mut rng = Splitmix(0x5eed_1234_abcd_0042);
@@ -195,6 +200,9 @@ pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
     let mut head = if n == 0 { END } else { 0 };
     let mut remaining = entries.iter().filter(|e| e.must).count();
     let claimed: HashSet<i64> = entries.iter().filter_map(|e| e.creates).collect();
+    // Revisions some watcher saw that no acknowledged or observed write claims: the only ones an
+    // unknown-outcome delete can have created.
+    let free: HashSet<i64> = observed_revisions.iter().copied().filter(|r| !claimed.contains(r)).collect();
 
     let mut memo: HashSet<(u128, u64)> = HashSet::new();
     let mut stack: Vec<(usize, State, u64)> = Vec::new();
@@ -215,6 +223,19 @@ pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
         }
         if cursor != END && entries[cursor].call < min_ret {
             let e = &entries[cursor];
+            // Cheap refusals before stepping the model: a write with a known revision must be the
+            // next one; an unknown delete can only fill a free revision.
+            let next_rev = state.rev + 1;
+            let hopeless = match (e.creates, &e.request) {
+                (Some(r), _) => r != next_rev,
+                (None, Request::Txn { .. }) => e.response.is_none() && !free.contains(&next_rev),
+                _ => false,
+            };
+            if hopeless {
+                min_ret = min_ret.min(e.ret);
+                cursor = next[cursor];
+                continue;
+            }
             let (ns, resp, _) = state.step(&e.request);
             let bumped = ns.rev != state.rev;
             let rev_ok = match e.creates {
@@ -270,18 +291,25 @@ pub fn search(entries: &[Entry], initial: &State, budget: Duration) -> Verdict {
 }
 
 /// The unlinearized entries that could go next (at most 16), and the first that could not.
+/// The unlinearized entries that could go next: those that must be linearized first (at most
+/// 16), then unknown outcomes (at most 4).
 fn window(entries: &[Entry], next: &[usize], head: usize) -> Vec<usize> {
-    let mut out = Vec::new();
+    let (mut must, mut maybe) = (Vec::new(), Vec::new());
     let (mut c, mut min_ret) = (head, INF);
-    while c != END && out.len() < 16 {
+    while c != END && must.len() < 16 {
         if entries[c].call >= min_ret {
             break;
         }
-        out.push(c);
+        if entries[c].must {
+            must.push(c);
+        } else if maybe.len() < 4 {
+            maybe.push(c);
+        }
         min_ret = min_ret.min(entries[c].ret);
         c = next[c];
     }
-    out
+    must.extend(maybe);
+    must
 }
 
 fn report(entries: &[Entry], deepest: Option<Deepest>) -> String {

@@ -44,6 +44,9 @@ struct Cli {
     /// Write the markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// How the report names the command that made it (default: this command line).
+    #[arg(long)]
+    command: Option<String>,
 }
 
 fn main() {
@@ -100,7 +103,7 @@ fn main() {
         runs.push(run);
     }
     if let Some(out) = &cli.out {
-        let command = std::env::args().map(|a| a.replace(env!("CARGO_MANIFEST_DIR"), "tools/robustness")).collect::<Vec<_>>().join(" ");
+        let command = cli.command.clone().unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
         std::fs::write(out, report::markdown(&command, &runs)).expect("write the report");
     }
     std::process::exit(if ok { 0 } else { 1 });

@@ -70,8 +70,17 @@ pub fn details(o: &Outcome) -> String {
     for f in o.serializable_failures.iter().take(10) {
         s += &format!("serializable: {f}\n");
     }
-    for f in o.watch.failures.iter().take(20) {
-        s += &format!("watch: {f}\n");
+    // Watch failures grouped by check: how many, and the first three of each.
+    let mut by_check: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
+    for f in &o.watch.failures {
+        let check = f.split(": ").nth(1).unwrap_or("other");
+        by_check.entry(check).or_default().push(f);
+    }
+    for (check, fs) in by_check {
+        s += &format!("watch {check}: {} failures\n", fs.len());
+        for f in fs.iter().take(3) {
+            s += &format!("  {f}\n");
+        }
     }
     for f in o.lost_detail.iter().take(20) {
         s += &format!("lost: {f}\n");

@@ -88,8 +88,9 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
         for id in 0..cfg.clients {
             writers.push(tokio::spawn(traffic::kv_client(rec.clone(), cfg.clone(), id, deadline)));
         }
+        let mut kubernetes = Vec::new();
         for id in 0..cfg.kubernetes_clients {
-            writers.push(tokio::spawn(traffic::kubernetes_client(rec.clone(), cfg.clone(), id, deadline, end.clone())));
+            kubernetes.push(tokio::spawn(traffic::kubernetes_client(rec.clone(), cfg.clone(), id, deadline, end.clone())));
         }
         if let Some(every) = cfg.compact_every {
             writers.push(tokio::spawn(traffic::compactor(rec.clone(), cfg.clone(), every, deadline)));
@@ -97,6 +98,9 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
         let (cluster, faults) = tokio::task::spawn_blocking(move || nemesis.join().expect("nemesis thread")).await.expect("join");
         for w in writers {
             w.await.map_err(|e| e.to_string())?;
+        }
+        for k in kubernetes {
+            tasks.extend(k.await.map_err(|e| e.to_string())?);
         }
         let last = final_revision(&cfg).await?;
         final_tx.send(Some(last)).map_err(|e| e.to_string())?;

@@ -25,6 +25,9 @@ pub const PREFIX: &str = "/r/";
 /// Bound on one request: past it the outcome is unknown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const LEASE_TTL: i64 = 3600;
+/// A client pauses this long after an unknown outcome (a real client backs off too), so an
+/// outage does not fill the history with thousands of unknowns.
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -188,6 +191,9 @@ pub async fn kv_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadline: Ins
         };
         let resp = rec.call(id, &mut c, req.clone()).await;
         learn_mod_revisions(&req, resp.as_ref(), &mut known_mod);
+        if resp.is_none() {
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
     }
 }
 
@@ -222,10 +228,17 @@ fn learn_mod_revisions(req: &Request, resp: Option<&Response>, known: &mut HashM
 }
 
 /// A Kubernetes-style client: list, watch from the list's revision (its cache follows the
-/// watch), update by compare-and-set on the cached mod revision.
-pub async fn kubernetes_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadline: Instant, until: WatchEnd) {
+/// watch), update by compare-and-set on the cached mod revision. Returns its last watcher, which
+/// runs on until it saw the final revision.
+pub async fn kubernetes_client(
+    rec: Arc<Recorder>,
+    cfg: Config,
+    id: usize,
+    deadline: Instant,
+    until: WatchEnd,
+) -> Option<tokio::task::JoinHandle<()>> {
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xabcd ^ id as u64);
-    let Some(mut c) = connect(&cfg.endpoints, deadline).await else { return };
+    let mut c = connect(&cfg.endpoints, deadline).await?;
     let cache: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
     let mut seq = 0u64;
@@ -251,13 +264,14 @@ pub async fn kubernetes_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadl
             failure: vec![TxnOp::Get(range(&k))],
         };
         let resp = rec.call(1000 + id, &mut c, req.clone()).await;
+        if resp.is_none() {
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
         let mut known = HashMap::new();
         learn_mod_revisions(&req, resp.as_ref(), &mut known);
         cache.lock().expect("cache").extend(known);
     }
-    if let Some(w) = watcher {
-        let _finished = w.await;
-    }
+    watcher
 }
 
 /// When watchers stop: once they saw `final_rev` (set when traffic ended), or at `hard_stop`.
