@@ -48,7 +48,9 @@ pub async fn execute(c: &mut Client, req: &Request) -> Result<Response, Outcome>
             let r = c.get(range.key.as_str(), Some(get_options(range, *serializable))).await.map_err(classify)?;
             Ok(Response::Range { rev: rev(r.header()), kvs: r.kvs().iter().map(kv).collect(), count: r.count() })
         }
-        Request::Txn { compares, success, failure } if compares.is_empty() && failure.is_empty() && success.len() == 1 => {
+        Request::Txn { compares, success, failure }
+            if compares.is_empty() && failure.is_empty() && success.len() == 1 =>
+        {
             match &success[0] {
                 TxnOp::Put { key, value, lease } => {
                     let r = c.put(key.as_str(), value.as_str(), put_options(*lease)).await.map_err(classify)?;

@@ -46,10 +46,17 @@ pub fn free_port() -> u16 {
 
 impl Cluster {
     /// Starts `n` members and waits until each is healthy (30 s).
-    pub fn start(bin: &str, launcher: PathBuf, n: usize, extra: &[String], env: &[(String, String)]) -> Result<Cluster, String> {
+    pub fn start(
+        bin: &str,
+        launcher: PathBuf,
+        n: usize,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+        let initial: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
         let members = ports
             .iter()
             .enumerate()
@@ -63,9 +70,11 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut extra_all: Vec<String> = ["--heartbeat-interval", "50", "--election-timeout", "500"].map(String::from).to_vec();
+        let mut extra_all: Vec<String> =
+            ["--heartbeat-interval", "50", "--election-timeout", "500"].map(String::from).to_vec();
         extra_all.extend(extra.iter().cloned());
-        let mut c = Cluster { bin: bin.into(), launcher, members, extra: extra_all, env: env.to_vec(), dir, log_seq: 0 };
+        let mut c =
+            Cluster { bin: bin.into(), launcher, members, extra: extra_all, env: env.to_vec(), dir, log_seq: 0 };
         for i in 0..n {
             c.spawn(i)?;
         }
@@ -89,11 +98,18 @@ impl Cluster {
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let m = &self.members[i];
         let mut cmd = Command::new(&self.launcher);
-        cmd.args([&self.bin, &m.name, &m.data_dir.display().to_string(), &m.client_url(), &m.peer_url(), &m.initial_cluster])
-            .args(&self.extra)
-            .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.args([
+            &self.bin,
+            &m.name,
+            &m.data_dir.display().to_string(),
+            &m.client_url(),
+            &m.peer_url(),
+            &m.initial_cluster,
+        ])
+        .args(&self.extra)
+        .envs(self.env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(log);
         if m.existing {
             cmd.args(["--initial-cluster-state", "existing"]);
         }
@@ -132,7 +148,8 @@ impl Cluster {
     /// Sends `sig` (`STOP`, `CONT`) to member `i`'s process, which this cluster started.
     pub fn signal(&self, i: usize, sig: &str) -> Result<(), String> {
         let pid = self.members[i].child.as_ref().ok_or("member not running")?.id();
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().map_err(|e| e.to_string())?;
+        let status =
+            Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().map_err(|e| e.to_string())?;
         if status.success() {
             Ok(())
         } else {

@@ -50,18 +50,38 @@ pub enum Compare {
 pub enum TxnOp {
     Get(Range),
     /// `lease` 0: no lease.
-    Put { key: String, value: String, lease: i64 },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// A read; serializable ones are checked by replay, not by the search.
-    Range { range: Range, serializable: bool },
-    Txn { compares: Vec<Compare>, success: Vec<TxnOp>, failure: Vec<TxnOp> },
-    LeaseGrant { id: i64, ttl: i64 },
-    LeaseRevoke { id: i64 },
-    Compact { rev: i64 },
+    Range {
+        range: Range,
+        serializable: bool,
+    },
+    Txn {
+        compares: Vec<Compare>,
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    Compact {
+        rev: i64,
+    },
 }
 
 impl Request {
@@ -104,8 +124,16 @@ pub enum EtcdError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
-    Range { rev: i64, kvs: Vec<(String, Kv)>, count: i64 },
-    Txn { rev: i64, succeeded: bool, results: Vec<OpResult> },
+    Range {
+        rev: i64,
+        kvs: Vec<(String, Kv)>,
+        count: i64,
+    },
+    Txn {
+        rev: i64,
+        succeeded: bool,
+        results: Vec<OpResult>,
+    },
     /// Lease grant, revoke and compaction answer nothing the model checks beyond success.
     Ok,
     Error(EtcdError),

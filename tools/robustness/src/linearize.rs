@@ -60,11 +60,18 @@ pub struct Entry {
 #[derive(Debug)]
 pub enum Verdict {
     /// `order` lists entry indices in linearization order (unapplied unknowns left out).
-    Linearizable { order: Vec<usize> },
-    NotLinearizable { report: String },
+    Linearizable {
+        order: Vec<usize>,
+    },
+    NotLinearizable {
+        report: String,
+    },
     /// The time budget ran out after visiting this many configurations; `report` shows the
     /// deepest point reached.
-    Unknown { visited: usize, report: String },
+    Unknown {
+        visited: usize,
+        report: String,
+    },
 }
 
 pub struct Checked {
@@ -174,7 +181,8 @@ fn state_hash(s: &State) -> u64 {
 pub fn check(h: &History, budget: Duration) -> Checked {
     let entries = entries(h);
     let initial = State::new(h.initial_rev, h.initial_kvs.clone());
-    let revs: HashSet<i64> = h.watches.iter().flat_map(|w| &w.responses).flat_map(|r| &r.events).map(|e| e.rev).collect();
+    let revs: HashSet<i64> =
+        h.watches.iter().flat_map(|w| &w.responses).flat_map(|r| &r.events).map(|e| e.rev).collect();
     let verdict = search(&entries, &initial, &revs, budget);
     Checked { entries, initial, verdict }
 }
@@ -218,7 +226,7 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
             return Verdict::Linearizable { order: stack.iter().map(|(i, _, _)| *i).collect() };
         }
         steps += 1;
-        if steps % 4096 == 0 && started.elapsed() > budget {
+        if steps.is_multiple_of(4096) && started.elapsed() > budget {
             return Verdict::Unknown { visited: memo.len(), report: report(entries, deepest) };
         }
         if cursor != END && entries[cursor].call < min_ret {
@@ -253,7 +261,11 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
                 remaining -= usize::from(e.must);
                 // unlink
                 let (p, nx) = (prev[cursor], next[cursor]);
-                if p == END { head = nx } else { next[p] = nx }
+                if p == END {
+                    head = nx
+                } else {
+                    next[p] = nx
+                }
                 if nx != END {
                     prev[nx] = p;
                 }
@@ -278,7 +290,11 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
         };
         // relink `op` where it was: its neighbours are the nearest unlinked entries around it.
         let (p, nx) = (prev[op], next[op]);
-        if p == END { head = op } else { next[p] = op }
+        if p == END {
+            head = op
+        } else {
+            next[p] = op
+        }
         if nx != END {
             prev[nx] = op;
         }

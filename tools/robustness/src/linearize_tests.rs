@@ -4,7 +4,11 @@ use super::*;
 use crate::history::{Compare, Kv, Operation, Range, TxnOp};
 
 fn put(k: &str, v: &str) -> Request {
-    Request::Txn { compares: vec![], success: vec![TxnOp::Put { key: k.into(), value: v.into(), lease: 0 }], failure: vec![] }
+    Request::Txn {
+        compares: vec![],
+        success: vec![TxnOp::Put { key: k.into(), value: v.into(), lease: 0 }],
+        failure: vec![],
+    }
 }
 
 fn put_ok(rev: i64) -> Response {
@@ -89,7 +93,13 @@ fn lost_acknowledged_write_is_rejected() {
     assert_rejected(vec![
         op(0, 0, Some(10), put("a", "1"), Some(put_ok(2))),
         op(0, 20, Some(30), put("b", "1"), Some(put_ok(3))),
-        op(1, 40, Some(50), Request::Range { range: Range { key: "".into(), prefix: true, limit: 0 }, serializable: false }, Some(got(3, &[("b", kv("1", 3, 3, 1))]))),
+        op(
+            1,
+            40,
+            Some(50),
+            Request::Range { range: Range { key: "".into(), prefix: true, limit: 0 }, serializable: false },
+            Some(got(3, &[("b", kv("1", 3, 3, 1))])),
+        ),
     ]);
 }
 
@@ -118,10 +128,7 @@ fn both_compare_and_sets_on_one_revision_cannot_succeed() {
 #[test]
 fn unknown_outcome_put_may_or_may_not_apply() {
     // Not applied: a later read sees nothing.
-    assert_linearizable(vec![
-        op(0, 0, None, put("a", "1"), None),
-        op(1, 20, Some(30), get("a"), Some(got(1, &[]))),
-    ]);
+    assert_linearizable(vec![op(0, 0, None, put("a", "1"), None), op(1, 20, Some(30), get("a"), Some(got(1, &[])))]);
     // Applied long after its invoke: a read sees it.
     assert_linearizable(vec![
         op(0, 0, None, put("a", "1"), None),
@@ -149,7 +156,11 @@ fn unknown_put_seen_then_unseen_is_rejected() {
 
 #[test]
 fn key_of_revoked_lease_must_be_gone() {
-    let put_lease = Request::Txn { compares: vec![], success: vec![TxnOp::Put { key: "a".into(), value: "1".into(), lease: 9 }], failure: vec![] };
+    let put_lease = Request::Txn {
+        compares: vec![],
+        success: vec![TxnOp::Put { key: "a".into(), value: "1".into(), lease: 9 }],
+        failure: vec![],
+    };
     let base = || {
         vec![
             op(0, 0, Some(10), Request::LeaseGrant { id: 9, ttl: 600 }, Some(Response::Ok)),

@@ -53,10 +53,9 @@ fn main() {
     let cli = Cli::parse();
     let faults: Vec<Fault> = match &cli.scenarios {
         None => Fault::ALL.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(|s| Fault::parse(s.trim()).unwrap_or_else(|| panic!("unknown scenario {s}")))
-            .collect(),
+        Some(list) => {
+            list.split(',').map(|s| Fault::parse(s.trim()).unwrap_or_else(|| panic!("unknown scenario {s}"))).collect()
+        }
     };
     let env: Vec<(String, String)> =
         cli.env.iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -90,6 +89,9 @@ fn main() {
                         o.faults.len()
                     );
                     eprint!("{}", report::details(&o));
+                    if !o.passed() {
+                        dump(label, &o);
+                    }
                     ok &= o.passed();
                     run.outcomes.push(Ok(o));
                 }
@@ -107,4 +109,19 @@ fn main() {
         std::fs::write(out, report::markdown(&command, &runs)).expect("write the report");
     }
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Every failure of a failed scenario, to a file in the temporary directory (the report keeps
+/// only the first few of each kind).
+fn dump(label: &str, o: &metastore_robustness::scenario::Outcome) {
+    let path = std::env::temp_dir().join(format!("robustness-{label}-{}.txt", o.scenario));
+    let mut text = o.report.clone().unwrap_or_default();
+    for f in o.serializable_failures.iter().chain(&o.watch.failures).chain(&o.lost_detail) {
+        text += f;
+        text.push('\n');
+    }
+    match std::fs::write(&path, text) {
+        Ok(()) => eprintln!("   every failure: {}", path.display()),
+        Err(e) => eprintln!("   cannot write {}: {e}", path.display()),
+    }
 }

@@ -92,8 +92,9 @@ impl State {
             Compare::Value(k, v) => self.kvs.get(k).is_some_and(|kv| &kv.value == v),
         });
         let ops = if succeeded { success } else { failure };
-        let missing_lease =
-            ops.iter().any(|op| matches!(op, TxnOp::Put { lease, .. } if *lease != 0 && !self.leases.contains_key(lease)));
+        let missing_lease = ops
+            .iter()
+            .any(|op| matches!(op, TxnOp::Put { lease, .. } if *lease != 0 && !self.leases.contains_key(lease)));
         if missing_lease {
             return (self.clone(), Response::Error(EtcdError::LeaseNotFound), Vec::new());
         }

@@ -144,7 +144,11 @@ async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<Stri
             }
             c.spawn(follower)?;
             c.wait_healthy(follower, Duration::from_secs(30))?;
-            Ok(format!("stop {} for {} revisions, restart (snapshot install)", c.members[follower].name, rev - start_rev))
+            Ok(format!(
+                "stop {} for {} revisions, restart (snapshot install)",
+                c.members[follower].name,
+                rev - start_rev
+            ))
         }
     }
 }

@@ -60,7 +60,8 @@ pub fn check_serializable(h: &History, replay: &Replay) -> (usize, Vec<String>) 
         }
         checked += 1;
         let Some(state) = replay.states.get(rev) else {
-            failures.push(format!("op#{i} {}: revision {rev} is beyond the history (last {})", o.request, replay.last.rev));
+            failures
+                .push(format!("op#{i} {}: revision {rev} is beyond the history (last {})", o.request, replay.last.rev));
             continue;
         };
         let at = State { rev: *rev, kvs: state.clone(), ..State::default() };

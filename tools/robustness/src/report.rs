@@ -44,7 +44,9 @@ pub fn markdown(command: &str, runs: &[Run]) -> String {
                         o.check_time.as_secs_f64()
                     )
                 }
-                Err((name, e)) => s += &format!("| {name} | — | — | could not run: {} | | | | | |\n", e.replace('|', "/")),
+                Err((name, e)) => {
+                    s += &format!("| {name} | — | — | could not run: {} | | | | | |\n", e.replace('|', "/"))
+                }
             }
         }
         for o in run.outcomes.iter().flatten() {

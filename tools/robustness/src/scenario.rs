@@ -50,13 +50,20 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn passed(&self) -> bool {
-        self.linearizable == "yes" && self.serializable_failures.is_empty() && self.watch.failures.is_empty() && self.lost == 0
+        self.linearizable == "yes"
+            && self.serializable_failures.is_empty()
+            && self.watch.failures.is_empty()
+            && self.lost == 0
     }
 }
 
 pub fn run(s: &Setup) -> Result<Outcome, String> {
     let cluster = Cluster::start(&s.bin, s.launcher.clone(), 3, &s.fault.cluster_flags(), &s.env)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let cfg = Config {
         endpoints: cluster.endpoints(),
         clients: s.clients,
@@ -90,12 +97,19 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
         }
         let mut kubernetes = Vec::new();
         for id in 0..cfg.kubernetes_clients {
-            kubernetes.push(tokio::spawn(traffic::kubernetes_client(rec.clone(), cfg.clone(), id, deadline, end.clone())));
+            kubernetes.push(tokio::spawn(traffic::kubernetes_client(
+                rec.clone(),
+                cfg.clone(),
+                id,
+                deadline,
+                end.clone(),
+            )));
         }
         if let Some(every) = cfg.compact_every {
             writers.push(tokio::spawn(traffic::compactor(rec.clone(), cfg.clone(), every, deadline)));
         }
-        let (cluster, faults) = tokio::task::spawn_blocking(move || nemesis.join().expect("nemesis thread")).await.expect("join");
+        let (cluster, faults) =
+            tokio::task::spawn_blocking(move || nemesis.join().expect("nemesis thread")).await.expect("join");
         for w in writers {
             w.await.map_err(|e| e.to_string())?;
         }
@@ -191,12 +205,16 @@ async fn lost_writes(c: &Cluster, h: &History) -> (usize, Vec<String>) {
         .unwrap_or(0);
     let mut acked: Vec<(i64, String, Option<String>)> = Vec::new(); // (rev, key, value or delete)
     for o in &h.operations {
-        if let (Request::Txn { success, failure, .. }, Some(Response::Txn { rev, succeeded, results })) = (&o.request, &o.response) {
+        if let (Request::Txn { success, failure, .. }, Some(Response::Txn { rev, succeeded, results })) =
+            (&o.request, &o.response)
+        {
             let ops = if *succeeded { success } else { failure };
             for (op, r) in ops.iter().zip(results) {
                 match (op, r) {
                     (TxnOp::Put { key, value, .. }, _) => acked.push((*rev, key.clone(), Some(value.clone()))),
-                    (TxnOp::Delete { key }, crate::history::OpResult::Delete { deleted: 1 }) => acked.push((*rev, key.clone(), None)),
+                    (TxnOp::Delete { key }, crate::history::OpResult::Delete { deleted: 1 }) => {
+                        acked.push((*rev, key.clone(), None))
+                    }
                     _ => {}
                 }
             }
@@ -216,7 +234,13 @@ async fn lost_writes(c: &Cluster, h: &History) -> (usize, Vec<String>) {
         };
         for a in acked.iter().filter(|a| a.0 >= from) {
             if !seen.contains(a) && lost.insert(a.clone()) && detail.len() < 20 {
-                detail.push(format!("{}: {} {} @{} acknowledged but missing", m.name, if a.2.is_some() { "put" } else { "delete" }, a.1, a.0));
+                detail.push(format!(
+                    "{}: {} {} @{} acknowledged but missing",
+                    m.name,
+                    if a.2.is_some() { "put" } else { "delete" },
+                    a.1,
+                    a.0
+                ));
             }
         }
     }
@@ -229,12 +253,17 @@ async fn member_history(url: &str, from: i64, to: i64) -> Result<HashSet<(i64, S
     if to < from {
         return Ok(out);
     }
-    let mut stream = c.watch(PREFIX, Some(WatchOptions::new().with_prefix().with_start_revision(from))).await.map_err(|e| e.to_string())?;
+    let mut stream = c
+        .watch(PREFIX, Some(WatchOptions::new().with_prefix().with_start_revision(from)))
+        .await
+        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = from - 1;
     while last < to {
         let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, stream.message()).await.map_err(|_| format!("history read stopped at {last}"))?;
+        let msg = tokio::time::timeout(left, stream.message())
+            .await
+            .map_err(|_| format!("history read stopped at {last}"))?;
         let Some(m) = msg.map_err(|e| e.to_string())? else { break };
         if m.canceled() {
             return Err(format!("watch canceled: {}", m.cancel_reason()));
@@ -242,7 +271,8 @@ async fn member_history(url: &str, from: i64, to: i64) -> Result<HashSet<(i64, S
         for e in m.events() {
             let Some(kv) = e.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let value = matches!(e.event_type(), etcd_client::EventType::Put).then(|| String::from_utf8_lossy(kv.value()).into_owned());
+            let value = matches!(e.event_type(), etcd_client::EventType::Put)
+                .then(|| String::from_utf8_lossy(kv.value()).into_owned());
             last = last.max(kv.mod_revision());
             out.insert((kv.mod_revision(), key, value));
         }

@@ -77,7 +77,11 @@ impl Recorder {
         self.watches.lock().expect("recorder").push(s);
     }
 
-    pub fn into_history(self: Arc<Self>, initial_rev: i64, initial_kvs: std::collections::BTreeMap<String, Kv>) -> History {
+    pub fn into_history(
+        self: Arc<Self>,
+        initial_rev: i64,
+        initial_kvs: std::collections::BTreeMap<String, Kv>,
+    ) -> History {
         let me = Arc::try_unwrap(self).ok().expect("every task finished");
         History {
             operations: me.ops.into_inner().expect("recorder"),
@@ -146,7 +150,18 @@ pub async fn kv_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadline: Ins
     let total: u32 = WEIGHTS.iter().map(|w| w.0).sum();
     while Instant::now() < deadline {
         let mut pick = rng.gen_range(0..total);
-        let kind = WEIGHTS.iter().find(|(w, _)| if pick < *w { true } else { pick -= w; false }).expect("weights").1;
+        let kind = WEIGHTS
+            .iter()
+            .find(|(w, _)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .expect("weights")
+            .1;
         let k = key(&mut rng, cfg.keys);
         let req = match kind {
             "get" => Request::Range { range: range(&k), serializable: false },
@@ -252,7 +267,12 @@ pub async fn kubernetes_client(
             };
             *cache.lock().expect("cache") = kvs.iter().map(|(k, kv)| (k.clone(), kv.modified)).collect();
             let spec = WatchSpec { range: list(), prev_kv: true, no_delete: false };
-            let w = Watcher { name: format!("k8s-{id}"), endpoints: cfg.endpoints.clone(), spec, cache: Some(cache.clone()) };
+            let w = Watcher {
+                name: format!("k8s-{id}"),
+                endpoints: cfg.endpoints.clone(),
+                spec,
+                cache: Some(cache.clone()),
+            };
             watcher = Some(tokio::spawn(w.run(rec.clone(), rev + 1, false, until.clone())));
         }
         let k = key(&mut rng, cfg.keys);

@@ -34,7 +34,8 @@ pub fn validate(sessions: &[WatchSession], replay: &Replay) -> WatchReport {
         let prior = last_seen.get(s.watcher.as_str()).copied();
         if s.resumed {
             if let Some(p) = prior.filter(|p| s.start_rev != p + 1) {
-                rep.failures.push(format!("{}: resumable: resumed at {} after last revision {p}", s.watcher, s.start_rev));
+                rep.failures
+                    .push(format!("{}: resumable: resumed at {} after last revision {p}", s.watcher, s.start_rev));
             }
         }
         let last = session(s, replay, &mut rep);
