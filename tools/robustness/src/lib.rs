@@ -14,7 +14,8 @@
 //! [`traffic`] produce histories, [`cluster`] starts members through `tools/member.sh`,
 //! [`nemesis`] injects faults, [`scenario`] runs one and [`report`] writes `docs/robustness.md`.
 //!
-//! Not done: network partitions through a proxy, disk faults, malformed-request fuzzing.
+//! Not done: network partitions through a proxy, disk faults through an `Engine` wrapper,
+//! malformed-request fuzzing, lease expiry in the model.
 
 pub mod client;
 pub mod cluster;
