@@ -22,7 +22,7 @@ E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_A
 E2E_SUBTESTS ?=
 RUN ?= $(E2E_TESTS)
 
-.PHONY: deps build run test test-unit test-compat test-etcd-e2e bench bench-layers lint fmt clean-cache
+.PHONY: deps build run test test-unit test-compat test-etcd-e2e test-robustness bench bench-layers lint fmt clean-cache
 
 deps:
 	@tools/install-deps.sh
@@ -54,6 +54,17 @@ test-compat: build
 test-etcd-e2e: build
 	tools/etcd-e2e.sh --etcd $(BIN) --run '$(RUN)'
 	@if [ '$(RUN)' = '$(E2E_TESTS)' ] && [ -n '$(E2E_SUBTESTS)' ]; then tools/etcd-e2e.sh --etcd $(BIN) --run '$(E2E_SUBTESTS)'; fi
+
+# The robustness suite (tools/robustness): every scenario (a fault kind each, ROBUSTNESS_SECONDS of
+# traffic) on 3 MetaStore members, then the same on 3 members of real etcd 3.4.23; writes
+# $(ROBUSTNESS_OUT). About 30 minutes with the default 30 s; ROBUSTNESS_SCENARIOS=kill-leader,... runs some.
+ROBUSTNESS_SECONDS ?= 30
+ROBUSTNESS_OUT ?= docs/robustness.md
+ROBUSTNESS_SCENARIOS ?=
+test-robustness: build
+	$(CARGO_TARGET_DIR)/release/metastore-robustness --target MetaStore=$(BIN) --target etcd=/usr/bin/etcd \
+	  --duration $(ROBUSTNESS_SECONDS) --out $(ROBUSTNESS_OUT) $(if $(ROBUSTNESS_SCENARIOS),--scenarios $(ROBUSTNESS_SCENARIOS)) \
+	  --command 'make test-robustness ROBUSTNESS_SECONDS=$(ROBUSTNESS_SECONDS)$(if $(ROBUSTNESS_SCENARIOS), ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS))'
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).

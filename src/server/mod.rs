@@ -56,6 +56,7 @@ use self::waiters::Waiters;
 pub use self::watch::WatchSession;
 use crate::auth::{Access, AuthStore, Tokens};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::lease::Lessor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{KeyRange, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult};
@@ -288,6 +289,9 @@ impl Server {
     /// that raft dropped (no leader yet, leader not committed in its term) is retried until the
     /// request timeout.
     pub async fn linearizable_barrier(&self) -> Result<()> {
+        if failpoint::hit("linearizable-read-skip-readindex") {
+            return Ok(()); // a deliberate bug for the robustness suite: a possibly stale read
+        }
         let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
         let index = loop {
             match self.raft.read_index().await {

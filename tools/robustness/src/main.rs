@@ -1,0 +1,127 @@
+//! `metastore-robustness`: runs scenarios (a fault kind each) against one or more servers and
+//! writes the markdown report. Exit status 1 if any scenario failed or could not run.
+//!
+//! ```text
+//! metastore-robustness --target MetaStore=target/release/metastore --target etcd=/usr/bin/etcd \
+//!     --duration 30 --out docs/robustness.md
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use metastore_robustness::nemesis::Fault;
+use metastore_robustness::report::{self, Run};
+use metastore_robustness::scenario::{self, Setup};
+
+#[derive(Parser)]
+struct Cli {
+    /// LABEL=BINARY of a server taking etcd's flags; repeatable.
+    #[arg(long, required = true)]
+    target: Vec<String>,
+    /// Comma-separated scenarios (default: all): no-fault, kill-follower, kill-leader, kill-all,
+    /// pause-leader, move-leader, replace-member, snapshot-catch-up.
+    #[arg(long)]
+    scenarios: Option<String>,
+    /// Seconds of traffic per scenario.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 2)]
+    kubernetes_clients: usize,
+    /// Seconds the linearizability search may take per scenario.
+    #[arg(long, default_value_t = 120)]
+    check_budget: u64,
+    /// NAME=VALUE for every member's environment (e.g. METASTORE_FAILPOINTS=...); repeatable.
+    #[arg(long)]
+    env: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The member launcher.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/member.sh"))]
+    launcher: PathBuf,
+    /// Write the markdown report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How the report names the command that made it (default: this command line).
+    #[arg(long)]
+    command: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let faults: Vec<Fault> = match &cli.scenarios {
+        None => Fault::ALL.to_vec(),
+        Some(list) => {
+            list.split(',').map(|s| Fault::parse(s.trim()).unwrap_or_else(|| panic!("unknown scenario {s}"))).collect()
+        }
+    };
+    let env: Vec<(String, String)> =
+        cli.env.iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut runs = Vec::new();
+    let mut ok = true;
+    for t in &cli.target {
+        let (label, bin) = t.split_once('=').expect("--target LABEL=BINARY");
+        let mut run = Run { target: label.to_string(), outcomes: Vec::new() };
+        for &fault in &faults {
+            let setup = Setup {
+                bin: bin.to_string(),
+                launcher: cli.launcher.clone(),
+                fault,
+                duration: Duration::from_secs(cli.duration),
+                clients: cli.clients,
+                kubernetes_clients: cli.kubernetes_clients,
+                env: env.clone(),
+                check_budget: Duration::from_secs(cli.check_budget),
+                seed: cli.seed,
+            };
+            eprintln!("== {label}: {} ({} s)", fault.name(), cli.duration);
+            match scenario::run(&setup) {
+                Ok(o) => {
+                    eprintln!(
+                        "   {} ops ({} unknown), linearizable {}, watch failures {}, lost {}, {} faults",
+                        o.operations,
+                        o.unknown,
+                        o.linearizable,
+                        o.watch.failures.len(),
+                        o.lost,
+                        o.faults.len()
+                    );
+                    eprint!("{}", report::details(&o));
+                    if !o.passed() {
+                        dump(label, &o);
+                    }
+                    ok &= o.passed();
+                    run.outcomes.push(Ok(o));
+                }
+                Err(e) => {
+                    eprintln!("   could not run: {e}");
+                    ok = false;
+                    run.outcomes.push(Err((fault.name().to_string(), e)));
+                }
+            }
+        }
+        runs.push(run);
+    }
+    if let Some(out) = &cli.out {
+        let command = cli.command.clone().unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+        std::fs::write(out, report::markdown(&command, &runs)).expect("write the report");
+    }
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Every failure of a failed scenario, to a file in the temporary directory (the report keeps
+/// only the first few of each kind).
+fn dump(label: &str, o: &metastore_robustness::scenario::Outcome) {
+    let path = std::env::temp_dir().join(format!("robustness-{label}-{}.txt", o.scenario));
+    let mut text = o.report.clone().unwrap_or_default();
+    for f in o.serializable_failures.iter().chain(&o.watch.failures).chain(&o.lost_detail) {
+        text += f;
+        text.push('\n');
+    }
+    match std::fs::write(&path, text) {
+        Ok(()) => eprintln!("   every failure: {}", path.display()),
+        Err(e) => eprintln!("   cannot write {}: {e}", path.display()),
+    }
+}

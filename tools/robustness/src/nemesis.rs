@@ -1,0 +1,162 @@
+//! Faults, injected while the traffic runs. Each kind repeats (inject, heal, let the cluster
+//! settle) until the traffic's deadline; every step is bounded in time and the cluster is whole
+//! again when it returns. The nemesis runs on its own thread (it waits synchronously for
+//! processes), owning the cluster for the run.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    KillFollower,
+    KillLeader,
+    KillAll,
+    PauseLeader,
+    MoveLeader,
+    ReplaceMember,
+    /// A follower is stopped until the log moved past the catch-up tail, then must install a
+    /// snapshot (the cluster runs with a small `--snapshot-count`).
+    SnapshotCatchUp,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::None,
+        Fault::KillFollower,
+        Fault::KillLeader,
+        Fault::KillAll,
+        Fault::PauseLeader,
+        Fault::MoveLeader,
+        Fault::ReplaceMember,
+        Fault::SnapshotCatchUp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::None => "no-fault",
+            Fault::KillFollower => "kill-follower",
+            Fault::KillLeader => "kill-leader",
+            Fault::KillAll => "kill-all",
+            Fault::PauseLeader => "pause-leader",
+            Fault::MoveLeader => "move-leader",
+            Fault::ReplaceMember => "replace-member",
+            Fault::SnapshotCatchUp => "snapshot-catch-up",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// Flags the cluster needs for this fault.
+    pub fn cluster_flags(self) -> Vec<String> {
+        match self {
+            Fault::SnapshotCatchUp => vec!["--snapshot-count".into(), "100".into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Injects `fault` repeatedly until `deadline`; returns the cluster and a line per injection.
+pub fn run(mut c: Cluster, fault: Fault, deadline: Instant) -> (Cluster, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("nemesis runtime");
+    let start = Instant::now();
+    let mut log = Vec::new();
+    let settle = Duration::from_secs(2);
+    std::thread::sleep(settle.min(deadline.saturating_duration_since(Instant::now())));
+    while fault != Fault::None && Instant::now() + Duration::from_secs(3) < deadline {
+        let at = start.elapsed().as_secs_f64();
+        let result = rt.block_on(inject(&mut c, fault, deadline));
+        match result {
+            Ok(what) => log.push(format!("{at:.1}s {what}")),
+            Err(e) => log.push(format!("{at:.1}s {} failed: {e}", fault.name())),
+        }
+        heal(&mut c);
+        std::thread::sleep(settle);
+    }
+    heal(&mut c);
+    (c, log)
+}
+
+/// Restarts any member that is down and waits for it (bounded).
+fn heal(c: &mut Cluster) {
+    for i in 0..c.members.len() {
+        let _running = c.signal(i, "CONT");
+        if c.members[i].child.is_none() && c.spawn(i).is_ok() {
+            let _healthy = c.wait_healthy(i, Duration::from_secs(30));
+        }
+    }
+}
+
+async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<String, String> {
+    let leader = c.leader(Duration::from_secs(10)).await.ok_or("no leader")?;
+    let follower = (leader + 1) % c.members.len();
+    match fault {
+        Fault::None => Ok("nothing".into()),
+        Fault::KillFollower | Fault::KillLeader => {
+            let i = if fault == Fault::KillLeader { leader } else { follower };
+            c.kill(i);
+            std::thread::sleep(Duration::from_millis(1000));
+            c.spawn(i)?;
+            c.wait_healthy(i, Duration::from_secs(30))?;
+            Ok(format!("SIGKILL {} ({}) and restart", c.members[i].name, role(i == leader)))
+        }
+        Fault::KillAll => {
+            for i in 0..c.members.len() {
+                c.kill(i);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            for i in 0..c.members.len() {
+                c.spawn(i)?;
+            }
+            for i in 0..c.members.len() {
+                c.wait_healthy(i, Duration::from_secs(30))?;
+            }
+            Ok("SIGKILL every member and restart".into())
+        }
+        Fault::PauseLeader => {
+            c.signal(leader, "STOP")?;
+            std::thread::sleep(Duration::from_millis(2000));
+            c.signal(leader, "CONT")?;
+            Ok(format!("SIGSTOP leader {} for 2 s, SIGCONT", c.members[leader].name))
+        }
+        Fault::MoveLeader => {
+            let (target, _, _) = c.status(follower).await.ok_or("follower does not answer")?;
+            let mut cl = c.client(leader).await?;
+            cl.move_leader(target).await.map_err(|e| format!("move leader: {e}"))?;
+            Ok(format!("move leader {} → {}", c.members[leader].name, c.members[follower].name))
+        }
+        Fault::ReplaceMember => {
+            c.replace(follower, leader).await?;
+            Ok(format!("replace {} (remove, wipe, add, rejoin)", c.members[follower].name))
+        }
+        Fault::SnapshotCatchUp => {
+            let (_, _, start_rev) = c.status(leader).await.ok_or("leader does not answer")?;
+            c.kill(follower);
+            // Wait until the log moved past the 5,000-entry catch-up tail (bounded).
+            let until = deadline.min(Instant::now() + Duration::from_secs(20));
+            let mut rev = start_rev;
+            while Instant::now() < until && rev < start_rev + 6000 {
+                std::thread::sleep(Duration::from_millis(500));
+                rev = c.status(leader).await.map_or(rev, |s| s.2);
+            }
+            c.spawn(follower)?;
+            c.wait_healthy(follower, Duration::from_secs(30))?;
+            Ok(format!(
+                "stop {} for {} revisions, restart (snapshot install)",
+                c.members[follower].name,
+                rev - start_rev
+            ))
+        }
+    }
+}
+
+fn role(leader: bool) -> &'static str {
+    if leader {
+        "leader"
+    } else {
+        "follower"
+    }
+}

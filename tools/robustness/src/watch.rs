@@ -1,0 +1,131 @@
+//! Watch validators, after etcd's robustness suite. For every watch session (one stream from its
+//! start revision), against the events the linearized history produced ([`Replay`]):
+//!
+//! - **ordered**: event revisions never go down;
+//! - **unique**: no (revision, key) twice;
+//! - **atomic**: all events of one revision arrive in one response;
+//! - **reliable**: between the start revision and the last revision the session saw (an event or
+//!   a progress notification), it got exactly the history's events, none missing;
+//! - **resumable**: a session that resumes a broken one starts right after the last revision the
+//!   broken one saw, so the two read as one stream;
+//! - **bookmarkable**: a progress notification at revision R comes after every event ≤ R;
+//! - **prev_kv** and **is_create**: each event's previous value and creation flag equal the model's;
+//! - **filters**: a `NOPUT`/`NODELETE` watch gets no event of the filtered kind.
+//!
+//! Sessions canceled for compaction are checked up to their end only; their watcher relists.
+
+use std::collections::HashSet;
+
+use crate::history::{Event, WatchSession};
+use crate::replay::Replay;
+
+#[derive(Default, Debug)]
+pub struct WatchReport {
+    pub sessions: usize,
+    pub events: usize,
+    pub progress_notifications: usize,
+    pub failures: Vec<String>,
+}
+
+pub fn validate(sessions: &[WatchSession], replay: &Replay) -> WatchReport {
+    let mut rep = WatchReport { sessions: sessions.len(), ..WatchReport::default() };
+    let mut last_seen: std::collections::HashMap<&str, i64> = Default::default();
+    for s in sessions {
+        let prior = last_seen.get(s.watcher.as_str()).copied();
+        if s.resumed {
+            if let Some(p) = prior.filter(|p| s.start_rev != p + 1) {
+                rep.failures
+                    .push(format!("{}: resumable: resumed at {} after last revision {p}", s.watcher, s.start_rev));
+            }
+        }
+        let last = session(s, replay, &mut rep);
+        last_seen.insert(&s.watcher, last.max(s.start_rev - 1));
+    }
+    rep
+}
+
+/// Validates one session; returns the last revision it saw.
+fn session(s: &WatchSession, replay: &Replay, rep: &mut WatchReport) -> i64 {
+    let who = format!("{} (from {})", s.watcher, s.start_rev);
+    let mut fail = |what: &str, detail: String| rep.failures.push(format!("{who}: {what}: {detail}"));
+    let mut got: Vec<&Event> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut last_rev = s.start_rev - 1;
+    // Ordering is between events only: etcd 3.4 may notify progress past events still queued.
+    let mut last_event = s.start_rev - 1;
+    let mut revs_done: HashSet<i64> = HashSet::new();
+    for r in &s.responses {
+        let mut in_this: HashSet<i64> = HashSet::new();
+        for e in &r.events {
+            if e.rev < last_event || e.rev < s.start_rev {
+                fail("ordered", format!("{e} after revision {last_event}"));
+            }
+            last_event = e.rev;
+            if !seen.insert((e.rev, e.key.clone())) {
+                fail("unique", format!("{e} delivered twice"));
+            }
+            if revs_done.contains(&e.rev) && !in_this.contains(&e.rev) {
+                fail("atomic", format!("events of revision {} split over responses", e.rev));
+            }
+            if (e.delete && s.spec.no_delete) || !s.spec.range.contains(&e.key) {
+                fail("filter", format!("{e} does not match the watch"));
+            }
+            in_this.insert(e.rev);
+            last_rev = last_rev.max(e.rev);
+            got.push(e);
+        }
+        revs_done.extend(in_this);
+        if r.progress {
+            rep.progress_notifications += 1;
+            // bookmarkable: every event up to the notified revision must already be here
+            let owed = replay
+                .events_between(s.start_rev, r.header_rev)
+                .filter(|e| wanted(s, e))
+                .filter(|e| !seen.contains(&(e.rev, e.key.clone())))
+                .count();
+            if owed > 0 && r.header_rev <= replay.last.rev {
+                fail("bookmarkable", format!("progress at {} while {owed} earlier events were not sent", r.header_rev));
+            }
+            last_rev = last_rev.max(r.header_rev.min(replay.last.rev));
+        }
+    }
+    rep.events += got.len();
+    // reliable (and prev_kv / is_create): exactly the history's events in [start, last_rev].
+    let want: std::collections::HashMap<(i64, &str), &Event> = replay
+        .events_between(s.start_rev, last_rev)
+        .filter(|e| wanted(s, e))
+        .map(|e| ((e.rev, e.key.as_str()), e))
+        .collect();
+    for g in &got {
+        match want.get(&(g.rev, g.key.as_str())) {
+            None => fail("reliable", format!("{g} is not in the history")),
+            Some(w) => compare(&mut fail, s, w, g),
+        }
+    }
+    let mut missing: Vec<&&Event> = want.values().filter(|w| !seen.contains(&(w.rev, w.key.clone()))).collect();
+    missing.sort_by_key(|w| w.rev);
+    for w in missing {
+        fail("reliable", format!("missing {w}"));
+    }
+    last_rev
+}
+
+fn wanted(s: &WatchSession, e: &Event) -> bool {
+    s.spec.range.contains(&e.key) && !(s.spec.no_delete && e.delete)
+}
+
+fn compare(fail: &mut impl FnMut(&str, String), s: &WatchSession, want: &Event, got: &Event) {
+    if want.delete != got.delete || (!want.delete && want.kv != got.kv) || want.kv.modified != got.kv.modified {
+        fail("reliable", format!("got {got}, history has {want}"));
+    }
+    let created = |e: &Event| !e.delete && e.kv.create == e.kv.modified;
+    if created(want) != created(got) {
+        fail("is_create", format!("got {got}, history has {want}"));
+    }
+    if s.spec.prev_kv && want.prev != got.prev {
+        fail("prev_kv", format!("got {got}, history has {want}"));
+    }
+    if !s.spec.prev_kv && got.prev.is_some() {
+        fail("prev_kv", format!("{got} carries a previous value nobody asked for"));
+    }
+}
