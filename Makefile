@@ -54,8 +54,8 @@ test-etcd-e2e: build
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
-# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan) runs only those sections and
-# replaces only their part of $(BENCH_OUT).
+# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan,auth) runs only those sections
+# and replaces only their part of $(BENCH_OUT); BENCH_SECTIONS=auth is the auth note (about 3 minutes).
 BENCH_QUICK ?=
 BENCH_SECTIONS ?=
 BENCH_OUT ?= docs/benchmarks.md
