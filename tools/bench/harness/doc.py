@@ -432,9 +432,14 @@ def section_text(res, name, partial=False):
     return head + "\n\n" + body
 
 
+READING = "### Reading"
+
+
 def splice(document, name, text):
     """Replaces section `name` of a rendered document (from its heading to the next `## `) with `text`;
-    adds it before `## Failures` (or at the end) when the document has no such section."""
+    adds it before `## Failures` (or at the end) when the document has no such section. A hand-written
+    `### Reading` at the end of the old section is kept after the new text (reread it against the new
+    figures)."""
     head = SECTION_HEADINGS[name]
     lines = document.split("\n")
     start = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
@@ -442,7 +447,12 @@ def splice(document, name, text):
         at = next((i for i, line in enumerate(lines) if line.startswith("## Failures")), len(lines))
         return "\n".join(lines[:at] + text.split("\n") + [""] + lines[at:])
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[:start] + text.split("\n") + [""] + lines[end:])
+    reading = next((i for i in range(start + 1, end) if lines[i].startswith(READING)), end)
+    kept = lines[reading:end]
+    while kept and kept[-1] == "":
+        kept.pop()
+    kept = [""] + kept if kept else []
+    return "\n".join(lines[:start] + text.split("\n") + kept + [""] + lines[end:])
 
 
 def failure_list(res):
