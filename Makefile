@@ -56,7 +56,7 @@ test-etcd-e2e: build
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
 # BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan,auth) runs only those sections
 # and replaces only their part of $(BENCH_OUT) (the layers benchmark then does not run);
-# BENCH_SECTIONS=auth is the auth note (about 6 minutes, 4 with BENCH_QUICK=1).
+# BENCH_SECTIONS=auth is the auth note (about 7 minutes, 5 with BENCH_QUICK=1).
 BENCH_QUICK ?=
 BENCH_SECTIONS ?=
 BENCH_OUT ?= docs/benchmarks.md
