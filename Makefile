@@ -68,8 +68,9 @@ test-robustness: build
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
-# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan) runs only those sections and
-# replaces only their part of $(BENCH_OUT).
+# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan,auth) runs only those sections
+# and replaces only their part of $(BENCH_OUT) (the layers benchmark then does not run);
+# BENCH_SECTIONS=auth is the auth note (about 7 minutes, 5 with BENCH_QUICK=1).
 BENCH_QUICK ?=
 BENCH_SECTIONS ?=
 BENCH_OUT ?= docs/benchmarks.md
@@ -79,7 +80,7 @@ bench: build
 	python3 tools/bench/compare.py --bench $(CARGO_TARGET_DIR)/release/metastore-bench --metastore $(BIN) \
 	  --etcd /usr/bin/etcd --out $(BENCH_OUT) --json-out $(BENCH_JSON) $(if $(BENCH_QUICK),--quick) \
 	  $(if $(BENCH_SECTIONS),--sections $(BENCH_SECTIONS))
-	$(MAKE) --no-print-directory bench-layers
+	$(if $(BENCH_SECTIONS),,$(MAKE) --no-print-directory bench-layers)
 
 # Metadata layers (client/examples/layers_bench.rs): index lookups over 1M entries, MetaStore and
 # etcd prefix ranges vs Redis KEYS + SMEMBERS, and flush commits/s with 10 flushers; about 2 minutes

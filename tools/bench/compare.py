@@ -3,7 +3,7 @@
 
     tools/bench/compare.py --bench BIN --metastore BIN [--etcd /usr/bin/etcd] [--quick]
                            [--out docs/benchmarks.md] [--json-out FILE] [--only ID,ID]
-                           [--skip floor,single,cluster,scale,scan] [--sections scan] [--keep]
+                           [--skip floor,single,cluster,scale,scan,auth] [--sections scan] [--keep]
 
 Sections, in order:
   floor    fdatasync latency of the data disk and loopback TCP round trip.
@@ -20,6 +20,11 @@ Sections, in order:
            from 10 clients without, then with, a linearizable full-keyspace Range looping
            (`get --prefix ""`); write p50/p99/max both ways, scans completed, raft term before
            and after (a change means an election).
+  auth     a fresh member of each kind per configuration (auth off; on with simple tokens; on
+           with RS256 JWTs, key pair made with openssl in the run's scratch dir), users made with
+           etcdctl (root, and a non-root user with a readwrite grant on the keys used); put and
+           range from 100 clients as that user; then one put client alone and while 100 clients
+           call Authenticate in a loop (does a login storm stall other clients?).
 
 With --sections (e.g. `--sections scan`) only those sections run; when --out already exists, the
 run's sections replace their own parts of it (or are added before "## Failures") and the rest
@@ -31,6 +36,7 @@ Prints the tables and writes them to --out with the machine description and exac
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
@@ -71,9 +77,9 @@ class Bench:
         return json.loads(out.stdout)
 
 
-def checked(bench, cluster, name, args, wid):
+def checked(bench, cluster, name, args, wid, duration=None):
     """Runs one workload; if a member died during it, says so in the report and restarts it."""
-    r = bench.run(cluster.endpoints, args, wid)
+    r = bench.run(cluster.endpoints, args, wid, duration=duration)
     dead = [m for m in cluster.members if not m.alive()]
     if dead:
         why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)
@@ -218,6 +224,80 @@ def run_scan(bench, opts, workdir, live):
     return out
 
 
+def jwt_keys(directory):
+    """An RS256 key pair made with openssl in `directory`; returns (public, private) paths."""
+    os.makedirs(directory, exist_ok=True)
+    private, public = os.path.join(directory, "jwt.key"), os.path.join(directory, "jwt.pub")
+    for argv in (["openssl", "genrsa", "-out", private, "2048"], ["openssl", "rsa", "-in", private, "-pubout", "-out", public]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return public, private
+
+
+def enable_auth(etcdctl, cluster):
+    """Creates the users and roles of plan.auth_setup and enables auth, with etcdctl."""
+    for cmd in plan.auth_setup():
+        out = subprocess.run([etcdctl, "--endpoints", cluster.endpoints, *cmd], capture_output=True, text=True,
+                             timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"{cluster.kind}: etcdctl {' '.join(cmd)}: {out.stderr.strip()[:200]}")
+
+
+def stall_check(bench, cluster, user, mode, duration):
+    """One put client alone, then the same while plan.AUTH_STORM runs beside it (started
+    AUTH_STORM_LEAD s before). Returns {"alone", "storm", "with_storm", "storm_covered_puts"}."""
+    put = [*user, *plan.AUTH_STALL_PUT]
+    out = {"alone": bench.run(cluster.endpoints, put, f"auth-{mode}-stall-put", duration=duration)}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        storm = pool.submit(bench.run, cluster.endpoints, [*user, *plan.AUTH_STORM], f"auth-{mode}-stall-storm",
+                            duration=duration + plan.AUTH_STORM_EXTRA)
+        time.sleep(plan.AUTH_STORM_LEAD)
+        out["with_storm"] = bench.run(cluster.endpoints, put, f"auth-{mode}-stall-put", duration=duration)
+        puts_done = time.monotonic()
+        out["storm"] = storm.result()
+        # The storm's process ends about a second after its last request: if it ended before the
+        # puts did, part of the timed puts ran without it.
+        out["storm_covered_puts"] = time.monotonic() - puts_done > 0.5
+    return out
+
+
+def run_auth(bench, opts, workdir, live):
+    """Per auth configuration: a fresh member of each kind started side by side, users set up,
+    the throughput workloads in alternating order, then (auth on) the stall check on each."""
+    duration = plan.MODES[opts.mode]["auth_duration"]
+    public, private = jwt_keys(os.path.join(workdir, "auth-keys"))
+    out = {"duration": duration, "modes": [], "runs": {}, "stall": {}}
+    row = 0
+    for mode, title, flags, authenticated in plan.auth_modes(public, private):
+        out["modes"].append((mode, title))
+        base = os.path.join(workdir, f"auth-{mode}")
+        sides = [(name, servers.Cluster(name, binary, base, 1, bench.binary, flags))
+                 for name, binary in (("etcd", opts.etcd), ("metastore", opts.metastore))]
+        for _name, c in sides:
+            live.append(c)
+            c.start()
+            if authenticated:
+                enable_auth(opts.etcdctl, c)
+        user = plan.auth_user_args() if authenticated else []
+        for wid, wtitle, glob, sub in plan.AUTH_WORKLOADS:
+            for name, c in sides if row % 2 == 0 else sides[::-1]:
+                r = checked(bench, c, name, [*user, *glob, *sub], f"auth-{mode}-{wid}", duration=duration)
+                out["runs"].setdefault(f"{wid}-{mode}", {})[name] = r
+                log(f"  auth {mode:<6} {wid:<6} {name:<9} {summary(r)}")
+                time.sleep(1)
+            row += 1
+        if authenticated:
+            for name, c in sides if row % 2 == 0 else sides[::-1]:
+                s = stall_check(bench, c, user, mode, duration)
+                out["stall"].setdefault(mode, {})[name] = s
+                log(f"  auth {mode:<6} stall  {name:<9} alone: {summary(s['alone'])}; with 100 authenticating: "
+                    f"{summary(s['with_storm'])}; authenticate: {summary(s['storm'])}")
+            row += 1
+        for _name, c in sides:
+            c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def scan_summary(r):
     if "harness_error" in r:
         return "ERROR " + r["harness_error"]
@@ -234,13 +314,14 @@ def parse_args():
     p.add_argument("--bench", required=True, help="metastore-bench binary")
     p.add_argument("--metastore", required=True, help="metastore server binary")
     p.add_argument("--etcd", default="/usr/bin/etcd")
+    p.add_argument("--etcdctl", help="etcdctl that sets up the auth section's users (default: beside --etcd)")
     p.add_argument("--quick", action="store_true", help="about 5 minutes instead of about 25")
     p.add_argument("--out", help="markdown file to write (e.g. docs/benchmarks.md)")
     p.add_argument("--json-out", help="also write every raw report to this JSON file")
     p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
                    help="parent of the run's data dirs (must be a real disk, not tmpfs)")
     p.add_argument("--only", help="comma-separated workload ids (debugging)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan,auth")
     p.add_argument("--sections", help="comma-separated sections to run (default: all); with --out, only "
                    "their parts of an existing document are replaced")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
@@ -254,13 +335,14 @@ def parse_args():
     o.skip = set(filter(None, o.skip.split(",")))
     if o.sections:
         o.skip |= set(SECTIONS) - set(o.sections.split(","))
-    for b in () if o.render_from else (o.bench, o.metastore, o.etcd):
+    o.etcdctl = o.etcdctl or os.path.join(os.path.dirname(o.etcd or "/usr/bin/etcd"), "etcdctl")
+    for b in () if o.render_from else (o.bench, o.metastore, o.etcd) + ((o.etcdctl,) if "auth" not in o.skip else ()):
         if not os.access(b, os.X_OK):
             p.error(f"not executable: {b}")
     return o
 
 
-SECTIONS = ("floor", "single", "cluster", "scale", "scan")
+SECTIONS = ("floor", "single", "cluster", "scale", "scan", "auth")
 
 
 def write(text, opts, res=None):
@@ -317,6 +399,8 @@ def main():
         ("cluster", "three members", lambda: run_cluster(bench, opts, workdir, live)),
         ("scale", "scale run", lambda: run_scale(bench, opts, workdir, live)),
         ("scan", "reads under writes: put-under-scan", lambda: run_scan(bench, opts, workdir, live)),
+        ("auth", "auth: put and range with auth off, simple tokens, JWTs; Authenticate storm",
+         lambda: run_auth(bench, opts, workdir, live)),
     ]
     try:
         for name, title, run in sections:

@@ -269,6 +269,120 @@ def scan_rows(etcd, ms):
     return rows
 
 
+def auth_section(a):
+    """Throughput per auth configuration, what auth costs each server, and the login-storm check."""
+    modes = [tuple(m) for m in a["modes"]]
+    user, prefix = plan.AUTH_USER[0], plan.AUTH_PREFIX
+    text = [
+        f"A fresh single member of each kind per configuration, both running side by side, {a['duration']} s per "
+        "run, the order alternating from row to row. With auth on, etcdctl first creates `root` (role `root`) and "
+        f"`{user}`, a non-root user whose one role has a `readwrite` grant on the prefix `{prefix}`, then "
+        f"enables auth; every workload connects as `{user}` (`metastore-bench --user`: one Authenticate per "
+        "connection, the token sent with every request) and uses keys under that prefix. Simple tokens are "
+        "etcd's default; JWTs use `--auth-token jwt,pub-key=…,priv-key=…,sign-method=RS256` with a 2048-bit key "
+        "pair made with openssl for the run. Passwords are hashed at both servers' default bcrypt cost, 10.",
+        "",
+        table(auth_rows(a, modes)),
+        "",
+        "What auth costs each server (throughput with auth on / with auth off; below 1 is a cost):",
+        "",
+        table(auth_cost_rows(a, modes), ("workload", "tokens", "etcd", "MetaStore")),
+    ]
+    if a.get("stall"):
+        text += [
+            "",
+            "### Does a login storm stall other clients?",
+            "",
+            f"One client puts (16 B keys under `{prefix}s/`, 256 B values) for {a['duration']} s alone, then again "
+            f"while {plan.AUTH_STORM_CLIENTS} more clients (on 10 connections) call Authenticate as `{user}` in a "
+            f"loop, started {plan.AUTH_STORM_LEAD} s before the timed puts and outlasting them (the put client's own "
+            "Authenticate, when it connects, queues behind the storm's; its connection time is not in the "
+            "latencies). Every Authenticate is a bcrypt check of the password (cost 10) plus the issue of a token "
+            "through raft, on both servers.",
+        ]
+        for mode, title in modes:
+            if mode in a["stall"]:
+                text += ["", f"**{title}**", "", table(stall_rows(a["stall"][mode]),
+                                                          ("", "etcd", "MetaStore", "MetaStore / etcd"))]
+    return "\n".join(text)
+
+
+def auth_rows(a, modes):
+    rows = []
+    for wid, wtitle, _g, _s in plan.AUTH_WORKLOADS:
+        for mode, title in modes:
+            r = a["runs"].get(f"{wid}-{mode}", {})
+            rows += workload_rows(f"{wtitle}, {title}", "req", r.get("etcd"), r.get("metastore"))
+    return rows
+
+
+def auth_cost_rows(a, modes):
+    def rate(wid, mode, server):
+        r = a["runs"].get(f"{wid}-{mode}", {}).get(server)
+        return r.get("throughput") if r and "harness_error" not in r and r.get("ok") else None
+
+    rows = []
+    for wid, wtitle, _g, _s in plan.AUTH_WORKLOADS:
+        for mode, title in modes[1:]:
+            cells = []
+            for server in ("etcd", "metastore"):
+                on, off = rate(wid, mode, server), rate(wid, modes[0][0], server)
+                cells.append(f"{on / off:.2f}" if on is not None and off else "-")
+            rows.append((wtitle, title.split(", ", 1)[-1], *cells))
+    return rows
+
+
+def stall_rows(sides):
+    """Rows of the stall check; a part's first row also names its failures (or why it has no figure)."""
+    def get(r, *path):
+        for p in path:
+            if not isinstance(r, dict) or "harness_error" in r:
+                return None
+            r = r.get(p)
+        return r
+
+    def p99_ratio(s):
+        alone, storm = get(s, "alone", "latency_ms", "p99"), get(s, "with_storm", "latency_ms", "p99")
+        return storm / alone if alone and storm is not None else None
+
+    # (label, unit, part of the stall result, value, first row of that part)
+    specs = [
+        ("put alone: req/s", "n", "alone", lambda s: get(s, "alone", "throughput"), True),
+        ("put alone: p50 ms", "ms", "alone", lambda s: get(s, "alone", "latency_ms", "p50"), False),
+        ("**put alone: p99 ms**", "ms", "alone", lambda s: get(s, "alone", "latency_ms", "p99"), False),
+        ("put during the storm: req/s", "n", "with_storm", lambda s: get(s, "with_storm", "throughput"), True),
+        ("puts completed during the storm", "n", "with_storm", lambda s: get(s, "with_storm", "ok"), False),
+        ("put during the storm: p50 ms", "ms", "with_storm", lambda s: get(s, "with_storm", "latency_ms", "p50"), False),
+        ("**put during the storm: p99 ms**", "ms", "with_storm", lambda s: get(s, "with_storm", "latency_ms", "p99"),
+         False),
+        ("put during the storm: max ms", "ms", "with_storm", lambda s: get(s, "with_storm", "latency_ms", "max"), False),
+        ("**put p99 during the storm / alone**", "x", "with_storm", p99_ratio, False),
+        (f"Authenticate calls/s ({plan.AUTH_STORM_CLIENTS} clients)", "n", "storm",
+         lambda s: get(s, "storm", "throughput"), True),
+        ("Authenticate p50 ms", "ms", "storm", lambda s: get(s, "storm", "latency_ms", "p50"), False),
+        ("Authenticate p99 ms", "ms", "storm", lambda s: get(s, "storm", "latency_ms", "p99"), False),
+    ]
+    rows = []
+    for label, unit, part, f, first in specs:
+        cells, values = [], []
+        for server in ("etcd", "metastore"):
+            s = sides.get(server) or {}
+            v = f(s) if s else None
+            report = s.get(part) or {}
+            if v is None:
+                text = f"error: {report['harness_error']}" if first and "harness_error" in report else "-"
+            else:
+                text = f"{v:.2f}×" if unit == "x" else fmt_num(v, unit)
+                if first and report.get("errors"):
+                    text += " (" + ", ".join(f"{c}×{n}" for c, n in sorted(report["errors"].items())) + ")"
+                if first and part == "storm" and not s.get("storm_covered_puts"):
+                    text += " (ended before the puts did)"
+            cells.append(text)
+            values.append(v)
+        rows.append((label, cells[0], cells[1], ratio(values[0], values[1])))
+    return rows
+
+
 # Each section's heading (the text a partial run's splice looks for) and its intro.
 SECTION_HEADINGS = {
     "floor": "## Physical floor",
@@ -276,6 +390,7 @@ SECTION_HEADINGS = {
     "cluster": "## Three members",
     "scale": "## Scale",
     "scan": "## Reads under writes: put latency during full-keyspace scans",
+    "auth": "## Auth: simple tokens and JWTs against no auth",
 }
 
 
@@ -295,9 +410,11 @@ def section_text(res, name, partial=False):
         body = ("A fresh single member of each server, loaded with sequential keys `s/<14 digits>` in "
                 "transactions of 100 puts; then a graceful restart timed until the first linearizable read "
                 "succeeds, then reads with 1 client.\n\n" + scale_section(res["scale"]))
-    else:
+    elif name == "scan":
         body = scan_section(res["scan"])
-    if name == "scan" or partial:
+    else:
+        body = auth_section(res["auth"])
+    if name in ("scan", "auth") or partial:
         make = "make bench BENCH_QUICK=1" if res["mode"] == "quick" else "make bench"
         argv = "python3 " + shlex.join(res.get("argv", ["tools/bench/compare.py"]))
         how = f"{res['mode'].capitalize()} mode, {res['date']}"
@@ -308,16 +425,21 @@ def section_text(res, name, partial=False):
                     "of this document comes from the run described at the top.")
         else:
             how += f", part of `{make}`."
-        cmds = [" ".join(shlex.quote(a) if a != "$EP" else a for a in argv_)
-                for wid, argv_ in res.get("commands", []) if wid.startswith(name)]
+        cmds = list(dict.fromkeys(" ".join(shlex.quote(a) if a != "$EP" else a for a in argv_)
+                                  for wid, argv_ in res.get("commands", []) if wid.startswith(name)))
         body = (how + (" Command per server (`$EP` = its client URL(s)):\n\n```\n" + "\n".join(cmds) + "\n```"
                        if cmds else "") + "\n\n" + body)
     return head + "\n\n" + body
 
 
+READING = "### Reading"
+
+
 def splice(document, name, text):
     """Replaces section `name` of a rendered document (from its heading to the next `## `) with `text`;
-    adds it before `## Failures` (or at the end) when the document has no such section."""
+    adds it before `## Failures` (or at the end) when the document has no such section. A hand-written
+    `### Reading` at the end of the old section is kept after the new text (reread it against the new
+    figures)."""
     head = SECTION_HEADINGS[name]
     lines = document.split("\n")
     start = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
@@ -325,7 +447,12 @@ def splice(document, name, text):
         at = next((i for i, line in enumerate(lines) if line.startswith("## Failures")), len(lines))
         return "\n".join(lines[:at] + text.split("\n") + [""] + lines[at:])
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[:start] + text.split("\n") + [""] + lines[end:])
+    reading = next((i for i in range(start + 1, end) if lines[i].startswith(READING)), end)
+    kept = lines[reading:end]
+    while kept and kept[-1] == "":
+        kept.pop()
+    kept = [""] + kept if kept else []
+    return "\n".join(lines[:start] + text.split("\n") + kept + [""] + lines[end:])
 
 
 def failure_list(res):
@@ -350,6 +477,13 @@ def failure_list(res):
             add("scan", wid, server, r)
             for code, e in sorted(((r or {}).get("extra", {}).get("scan_errors") or {}).items()):
                 found.append(f"- scan / {wid} / {server}: scans failed `{code}` ×{e['count']}: {e['message'][:200]}")
+    for wid, sides in res.get("auth", {}).get("runs", {}).items():
+        for server, r in sides.items():
+            add("auth", wid, server, r)
+    for mode, sides in res.get("auth", {}).get("stall", {}).items():
+        for server, s in sides.items():
+            for part in ("alone", "with_storm", "storm"):
+                add("auth", f"{mode}-stall-{part}", server, s.get(part))
     for server in ("etcd", "metastore"):
         x = res.get("scale", {}).get(server, {})
         add("scale", "load", server, x.get("load"))

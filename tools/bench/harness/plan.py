@@ -1,4 +1,4 @@
-"""What the comparison runs: the workload matrix, the 3-member subset and the scale run.
+"""What the comparison runs: the workload matrix, the 3-member subset, the scale run and the auth runs.
 
 A workload is the `metastore-bench` arguments after `--endpoints` plus how to read its JSON
 report into table rows. Keys are 16 bytes and values 256 bytes throughout (the scale run's
@@ -8,12 +8,15 @@ per run; `--total` is not used so that a slow server cannot stretch the run.
 
 # Per-mode knobs: seconds per run, scale-run key count, which optional workloads run.
 # scan_*: the put-under-scan scenario (keys loaded, seconds per phase, cluster sizes, cap on one
-# whole run including the load).
+# whole run including the load). auth_duration: seconds per run of the auth section (longer than
+# `duration` in quick mode: a login storm at cost 10 completes only a few dozen bcrypt checks a second).
 MODES = {
     "quick": {"duration": 3, "scale_keys": 100_000, "scale_load_cap": 150, "full_only": False,
-              "scan_keys": 100_000, "scan_duration": 10, "scan_sizes": (1, 3), "scan_cap": 240},
+              "scan_keys": 100_000, "scan_duration": 10, "scan_sizes": (1, 3), "scan_cap": 240,
+              "auth_duration": 5},
     "full": {"duration": 15, "scale_keys": 1_000_000, "scale_load_cap": 420, "full_only": True,
-             "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1, 3), "scan_cap": 540},
+             "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1, 3), "scan_cap": 540,
+             "auth_duration": 15},
 }
 
 KV = ["--key-size", "16", "--val-size", "256"]
@@ -110,3 +113,60 @@ def scan_args(keys, size):
             "put-under-scan", *KV, "--key-space-size", "100000", "--key-prefix", "w/",
             "--load-keys", str(keys), "--load-prefix", "s/", "--load-key-size", "16", "--load-val-size", "256",
             "--load-parallel", "16", "--scanners", "1", "--scan-timeout", "120s"]
+
+
+# The auth section. Both servers get the same users, made with etcdctl before `auth enable`: root
+# (role root, needed to enable auth) and a non-root user holding one role with a readwrite grant on
+# AUTH_PREFIX, under which every auth workload's keys live. Passwords are hashed at each server's
+# default bcrypt cost (10).
+AUTH_ROOT = ("root", "root-pw")
+AUTH_USER = ("bench", "bench-pw")
+AUTH_PREFIX = "ab/"
+
+
+def auth_modes(jwt_public, jwt_private):
+    """(id, title, extra server flags, authenticated) of each auth configuration, in run order."""
+    jwt = f"jwt,pub-key={jwt_public},priv-key={jwt_private},sign-method=RS256"
+    return [
+        ("off", "auth off", [], False),
+        ("simple", "auth on, simple tokens", ["--auth-token", "simple"], True),
+        ("jwt", "auth on, JWT RS256", ["--auth-token", jwt], True),
+    ]
+
+
+def auth_setup():
+    """etcdctl commands (after `--endpoints EP`) that create the users and enable auth."""
+    root, user = AUTH_ROOT, AUTH_USER
+    return [
+        ["user", "add", f"{root[0]}:{root[1]}", "--interactive=false"],
+        ["role", "add", "root"],
+        ["user", "grant-role", root[0], "root"],
+        ["role", "add", user[0]],
+        ["role", "grant-permission", user[0], "readwrite", AUTH_PREFIX, "--prefix=true"],
+        ["user", "add", f"{user[0]}:{user[1]}", "--interactive=false"],
+        ["user", "grant-role", user[0], user[0]],
+        ["auth", "enable"],
+    ]
+
+
+def auth_user_args():
+    return ["--user", f"{AUTH_USER[0]}:{AUTH_USER[1]}"]
+
+
+# (id, title, global args, subcommand args) of the throughput runs, each under every auth mode.
+AUTH_WORKLOADS = [
+    ("put", "put, 100 clients / 10 conns", conc(10, 100),
+     ["put", *KV, "--key-space-size", "100000", "--key-prefix", AUTH_PREFIX + "p/"]),
+    ("range", "range l, 1 key, 100 clients", conc(10, 100),
+     ["range", "--key", AUTH_PREFIX + "r/000000000001", "--load", "1", "--consistency", "l"]),
+]
+
+# The stall check: one put client timed alone, then while AUTH_STORM_CLIENTS clients call
+# Authenticate in a loop. The storm starts AUTH_STORM_LEAD s before the timed puts and is given
+# AUTH_STORM_EXTRA s more than them, so it covers the puts' connection (whose own Authenticate
+# queues behind the storm's, seconds on 2 cores) and their whole run.
+AUTH_STALL_PUT = [*conc(1, 1), "put", *KV, "--key-space-size", "100000", "--key-prefix", AUTH_PREFIX + "s/"]
+AUTH_STORM_CLIENTS = 100
+AUTH_STORM = [*conc(10, AUTH_STORM_CLIENTS), "authenticate"]
+AUTH_STORM_LEAD = 2
+AUTH_STORM_EXTRA = 15

@@ -60,8 +60,9 @@ def proc_status_kib(pid, field):
 class Member:
     """One server process (a single member, or one member of a cluster)."""
 
-    def __init__(self, kind, binary, workdir, name, client_port, peer_port, initial_cluster):
+    def __init__(self, kind, binary, workdir, name, client_port, peer_port, initial_cluster, flags=()):
         self.kind, self.binary, self.name = kind, binary, name
+        self.flags = list(flags)  # more etcd flags, the same for both servers (e.g. --auth-token)
         self.data_dir = os.path.join(workdir, f"{name}.data")
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.client_url = f"http://127.0.0.1:{client_port}"
@@ -74,7 +75,7 @@ class Member:
         # The one member launcher (tools/member.sh) execs the server, so the PID is the member's.
         return [
             LAUNCHER, self.binary, self.name, self.data_dir, self.client_url, self.peer_url,
-            self.initial_cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench",
+            self.initial_cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench", *self.flags,
         ]
 
     def start(self):
@@ -115,16 +116,17 @@ class Member:
 
 
 class Cluster:
-    """`size` members of one server kind on loopback."""
+    """`size` members of one server kind on loopback; `flags` are added to every member's command."""
 
-    def __init__(self, kind, binary, workdir, size, bench):
+    def __init__(self, kind, binary, workdir, size, bench, flags=()):
         os.makedirs(workdir, exist_ok=True)
         self.kind, self.bench = kind, bench
         ports = free_ports(2 * size)
         names = [f"{kind}-{size}m-n{i + 1}" for i in range(size)]
         cluster = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
         self.members = [
-            Member(kind, binary, workdir, n, ports[2 * i], ports[2 * i + 1], cluster) for i, n in enumerate(names)
+            Member(kind, binary, workdir, n, ports[2 * i], ports[2 * i + 1], cluster, flags)
+            for i, n in enumerate(names)
         ]
 
     @property

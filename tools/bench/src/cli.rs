@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod parse;
-pub use parse::{parse_duration, parse_mix, K8sOp, Mix};
+pub use parse::{parse_duration, parse_mix, parse_user, K8sOp, Mix, User};
 
 /// The run length used when neither `--total` nor `--duration` is given (etcd's default).
 pub const DEFAULT_TOTAL: u64 = 10_000;
@@ -58,6 +58,10 @@ pub struct Global {
     /// Give up on a single request after this long (counted as DeadlineExceeded).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
+    /// Authenticate every connection as this user (`NAME:PASSWORD`, as etcdctl's `--user`);
+    /// an expired token is renewed with the same credentials.
+    #[arg(long, global = true, value_parser = parse_user)]
+    pub user: Option<User>,
 }
 
 /// When a run stops: after `total` requests, after `duration`, or whichever comes first.
@@ -117,6 +121,8 @@ pub enum Command {
     WatchLatency(WatchLatencyArgs),
     /// LeaseKeepAlive round trips, one lease and one keep-alive stream per client.
     LeaseKeepalive,
+    /// Authenticate calls with the `--user` credentials (a bcrypt check and a new token each).
+    Authenticate,
     /// A Kubernetes-like control-plane mix: gets, limited prefix lists, puts with leases,
     /// compare-and-swap on mod_revision, a few long-lived prefix watches.
     K8s(K8sArgs),
@@ -384,6 +390,15 @@ mod tests {
     }
 
     #[test]
+    fn user_is_global() {
+        let a = parse(&["put", "--user", "bench:secret"]).unwrap();
+        let u = a.global.user.expect("user");
+        assert_eq!((u.name.as_str(), u.password.as_str()), ("bench", "secret"));
+        assert!(parse(&["put"]).unwrap().global.user.is_none());
+        assert!(parse(&["--user", "bench", "put"]).is_err(), "a password is required");
+    }
+
+    #[test]
     fn range_options() {
         let a = parse(&["range", "--key", "p/", "--prefix", "--load", "100", "--consistency", "s"]).unwrap();
         let Command::Range(r) = a.command else { panic!("not range") };
@@ -431,6 +446,7 @@ mod tests {
         let Command::Watch(w) = parse(&["watch"]).unwrap().command else { panic!() };
         assert_eq!((w.streams, w.watch_per_stream), (10, 100));
         assert!(matches!(parse(&["lease-keepalive"]).unwrap().command, Command::LeaseKeepalive));
+        assert!(matches!(parse(&["authenticate"]).unwrap().command, Command::Authenticate));
         let Command::K8s(k) = parse(&["k8s"]).unwrap().command else { panic!() };
         assert_eq!(k.mix.total_weight(), 100);
     }

@@ -2,6 +2,10 @@
 //! tool spreads them), or all to the leader with `--target-leader`. Each [`Client`] is one
 //! HTTP/2 connection that many concurrent requests share.
 //!
+//! With `--user` every connection authenticates once when it is made and renews its token by
+//! itself when the server answers `invalid auth token` (etcd-client's auto token refresh);
+//! Maintenance.Status needs no user, so leader discovery and the term samples connect without.
+//!
 //! Also the readiness probe used to time a restart: a fresh connection per attempt (so no
 //! reconnect backoff inflates the figure) and a linearizable read, which only succeeds once
 //! the member has a leader and has caught up with its log.
@@ -10,20 +14,27 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new().with_connect_timeout(Duration::from_secs(5))
+use crate::cli::{Global, User};
+
+fn options(user: Option<&User>) -> ConnectOptions {
+    let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    match user {
+        Some(u) => options.with_user(u.name.clone(), u.password.clone()).with_auto_token_refresh(true),
+        None => options,
+    }
 }
 
-pub async fn connect_one(endpoint: &str) -> Result<Client, String> {
-    Client::connect([endpoint], Some(options())).await.map_err(|e| format!("connect {endpoint}: {e}"))
+/// One connection, authenticated as `user` when given.
+pub async fn connect_one(endpoint: &str, user: Option<&User>) -> Result<Client, String> {
+    Client::connect([endpoint], Some(options(user))).await.map_err(|e| format!("connect {endpoint}: {e}"))
 }
 
-/// `conns` clients over `endpoints` (or over the leader only).
-pub async fn connect(endpoints: &[String], conns: usize, target_leader: bool) -> Result<Vec<Client>, String> {
-    let endpoints = if target_leader { vec![find_leader(endpoints).await?] } else { endpoints.to_vec() };
-    let mut clients = Vec::with_capacity(conns);
-    for i in 0..conns {
-        clients.push(connect_one(&endpoints[i % endpoints.len()]).await?);
+/// `--conns` clients over `--endpoints` (or over the leader only), as `--user` when given.
+pub async fn connect(g: &Global) -> Result<Vec<Client>, String> {
+    let endpoints = if g.target_leader { vec![find_leader(&g.endpoints).await?] } else { g.endpoints.clone() };
+    let mut clients = Vec::with_capacity(g.conns);
+    for i in 0..g.conns {
+        clients.push(connect_one(&endpoints[i % endpoints.len()], g.user.as_ref()).await?);
     }
     Ok(clients)
 }
@@ -32,7 +43,7 @@ pub async fn connect(endpoints: &[String], conns: usize, target_leader: bool) ->
 pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
     let mut seen = Vec::new();
     for ep in endpoints {
-        let mut c = connect_one(ep).await?;
+        let mut c = connect_one(ep, None).await?;
         match tokio::time::timeout(Duration::from_secs(5), c.status()).await {
             Ok(Ok(s)) => {
                 let me = s.header().map(|h| h.member_id()).unwrap_or(0);
@@ -48,8 +59,9 @@ pub async fn find_leader(endpoints: &[String]) -> Result<String, String> {
     Err(format!("no endpoint is the leader ({})", seen.join("; ")))
 }
 
-/// Polls every endpoint until each answers a linearizable Range; returns the time it took.
-pub async fn wait_ready(endpoints: &[String], wait: Duration) -> Result<Duration, String> {
+/// Polls every endpoint until each answers a linearizable Range (as `user`, when auth is on);
+/// returns the time it took.
+pub async fn wait_ready(endpoints: &[String], user: Option<&User>, wait: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     for ep in endpoints {
         let mut last = String::from("no attempt");
@@ -58,7 +70,7 @@ pub async fn wait_ready(endpoints: &[String], wait: Duration) -> Result<Duration
                 return Err(format!("{ep} not ready after {wait:?}: {last}"));
             }
             let attempt = async {
-                let mut c = connect_one(ep).await?;
+                let mut c = connect_one(ep, user).await?;
                 c.get("metastore-bench/ready-probe", None).await.map_err(|e| e.to_string())
             };
             match tokio::time::timeout(Duration::from_secs(2), attempt).await {

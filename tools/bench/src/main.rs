@@ -26,7 +26,7 @@ use cli::{Cli, Command};
 use report::Report;
 
 async fn ready(g: &cli::Global, a: &cli::ReadyArgs) -> Result<Report, String> {
-    let took = conn::wait_ready(&g.endpoints, a.wait).await?;
+    let took = conn::wait_ready(&g.endpoints, g.user.as_ref(), a.wait).await?;
     let mut r = Report {
         workload: "ready".into(),
         latency_of: "none".into(),
@@ -52,6 +52,7 @@ async fn dispatch(cli: &Cli) -> Result<Report, String> {
         Command::Watch(a) => workloads::watch::run(g, a).await,
         Command::WatchLatency(a) => workloads::watch_latency::run(g, a).await,
         Command::LeaseKeepalive => workloads::lease::run(g).await,
+        Command::Authenticate => workloads::authenticate::run(g).await,
         Command::K8s(a) => workloads::k8s::run(g, a).await,
         Command::Floor(a) => floor::run(a),
         Command::Ready(a) => ready(g, a).await,

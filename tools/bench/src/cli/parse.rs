@@ -1,5 +1,5 @@
-//! Parsers for option values that clap has no type for: durations (`1.5s`, `500ms`) and the
-//! k8s request mix (`get=20,list=10,put-lease=20,cas=50`).
+//! Parsers for option values that clap has no type for: durations (`1.5s`, `500ms`), the
+//! k8s request mix (`get=20,list=10,put-lease=20,cas=50`) and credentials (`NAME:PASSWORD`).
 
 use std::time::Duration;
 
@@ -69,6 +69,28 @@ pub fn parse_mix(s: &str) -> Result<Mix, String> {
     Ok(Mix(ops))
 }
 
+/// A user's name and password (`--user NAME:PASSWORD`, etcdctl's form). Debug output hides the
+/// password, so a report or a panic never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Splits `NAME:PASSWORD` at the first colon (a password may contain colons, a name may not).
+pub fn parse_user(s: &str) -> Result<User, String> {
+    match s.split_once(':') {
+        Some((name, password)) if !name.is_empty() => Ok(User { name: name.into(), password: password.into() }),
+        _ => Err("expected NAME:PASSWORD".into()),
+    }
+}
+
 /// Parses `1.5s`, `500ms`, `2m`, `100us` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -104,6 +126,16 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn users() {
+        let u = parse_user("bench:pw:with:colons").unwrap();
+        assert_eq!((u.name.as_str(), u.password.as_str()), ("bench", "pw:with:colons"));
+        assert_eq!(parse_user("root:").unwrap().password, "");
+        assert!(parse_user("nopassword").is_err());
+        assert!(parse_user(":pw").is_err());
+        assert!(!format!("{u:?}").contains("colons"), "Debug hides the password");
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub async fn run(g: &Global, a: &K8sArgs) -> Result<Report, String> {
     if a.objects == 0 || a.namespaces == 0 {
         return Err("--objects and --namespaces must be at least 1".into());
     }
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let value = keys::value(a.val_size, 6);
     let pods: Vec<Vec<u8>> = (0..a.objects).map(|i| pod_key(i, a.namespaces)).collect();
     let revs = super::load(&clients[0], pods, &value, 4).await?;

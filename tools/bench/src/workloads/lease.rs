@@ -38,7 +38,7 @@ impl Worker for KeepAlive {
 }
 
 pub async fn run(g: &Global) -> Result<Report, String> {
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let setup_rec = Recorder::new(&["setup"]);
     let setup = Instant::now();
     let mut workers = Vec::new();

@@ -6,6 +6,7 @@
 //! opening watches) happens before the clock starts. Requests a server does not implement are
 //! still sent: they fail, and the report counts them by gRPC code instead of hiding them.
 
+pub mod authenticate;
 pub mod k8s;
 pub mod lease;
 pub mod put;
@@ -62,6 +63,7 @@ pub fn global_json(g: &Global) -> Value {
         "duration_s": g.limits().duration.map(|d| d.as_secs_f64()),
         "rate": g.rate,
         "target_leader": g.target_leader,
+        "user": g.user.as_ref().map(|u| u.name.as_str()),
     })
 }
 

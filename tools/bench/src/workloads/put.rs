@@ -34,7 +34,7 @@ impl Worker for PutWorker {
 
 pub async fn run(g: &Global, a: &PutArgs) -> Result<Report, String> {
     a.keys.validate()?;
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let picker = Arc::new(KeyPicker::new(&a.keys));
     let value = Arc::new(keys::value(a.keys.val_size, 1));
     let workers = (0..g.clients)

@@ -63,7 +63,7 @@ pub fn load_keys(a: &RangeArgs) -> Vec<Vec<u8>> {
 }
 
 pub async fn run(g: &Global, a: &RangeArgs) -> Result<Report, String> {
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let loaded = load_keys(a);
     super::load(&clients[0], loaded.clone(), &keys::value(a.val_size, 2), 4).await?;
     let kvs_returned = Arc::new(AtomicU64::new(0));

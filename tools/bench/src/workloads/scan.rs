@@ -31,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{Consistency, Global, PutUnderScanArgs};
+use crate::cli::{Consistency, Global, PutUnderScanArgs, User};
 use crate::conn;
 use crate::keys::{self, KeyPicker};
 use crate::recorder::{error_code, error_message, Recorder};
@@ -61,7 +61,7 @@ impl TermSample {
 pub async fn terms(endpoints: &[String]) -> TermSample {
     let mut s = TermSample::default();
     for ep in endpoints {
-        let Ok(mut c) = conn::connect_one(ep).await else { continue };
+        let Ok(mut c) = conn::connect_one(ep, None).await else { continue };
         if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), c.status()).await {
             s.answered += 1;
             if st.raft_term() > s.term || (st.raft_term() == s.term && s.leader == 0) {
@@ -127,6 +127,7 @@ impl Scanners {
     /// Connects `--scanners` clients to `endpoint` and starts their loops; returns once all are connected.
     async fn start(
         endpoint: String,
+        user: Option<&User>,
         a: &PutUnderScanArgs,
         rec: Arc<Recorder>,
         stats: Arc<ScanStats>,
@@ -134,6 +135,7 @@ impl Scanners {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let (n, options, timeout) = (a.scanners, scan_options(a), a.scan_timeout);
+        let user = user.cloned();
         let thread = std::thread::Builder::new()
             .name("scanners".into())
             .spawn(move || {
@@ -148,7 +150,7 @@ impl Scanners {
                 rt.block_on(async move {
                     let mut kvs = Vec::with_capacity(n);
                     for _ in 0..n {
-                        match conn::connect_one(&endpoint).await {
+                        match conn::connect_one(&endpoint, user.as_ref()).await {
                             Ok(c) => kvs.push(c.kv_client().max_decoding_message_size(SCAN_MAX_DECODE)),
                             Err(e) => {
                                 let _ = ready_tx.send(Err(e));
@@ -207,7 +209,7 @@ fn phase_json(rec: &Recorder, elapsed: Duration) -> Value {
 
 pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
     a.keys.validate()?;
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let scan_endpoint = if g.target_leader { conn::find_leader(&g.endpoints).await? } else { g.endpoints[0].clone() };
 
     let load_started = Instant::now();
@@ -227,7 +229,7 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
 
     let stats = Arc::new(ScanStats::default());
     let scan_rec = Arc::new(Recorder::new(&["scan"]));
-    let scanners = Scanners::start(scan_endpoint.clone(), a, scan_rec.clone(), stats.clone()).await?;
+    let scanners = Scanners::start(scan_endpoint.clone(), g.user.as_ref(), a, scan_rec.clone(), stats.clone()).await?;
     let rec = Arc::new(Recorder::new(&["put"]));
     let elapsed = runner::run(&super::opts(g, "put (under scan)"), &rec, put_workers(g, a, &clients, 1000)).await;
     stats.stop.store(true, Ordering::Relaxed);

@@ -57,7 +57,7 @@ pub async fn run_put(g: &Global, a: &TxnPutArgs) -> Result<Report, String> {
     if a.txn_ops == 0 || a.txn_ops as u64 > a.keys.key_space_size {
         return Err("--txn-ops must be between 1 and --key-space-size".into());
     }
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let picker = Arc::new(KeyPicker::new(&a.keys));
     let value = Arc::new(keys::value(a.keys.val_size, 3));
     let workers = (0..g.clients)
@@ -107,7 +107,7 @@ pub async fn run_mixed(g: &Global, a: &TxnMixedArgs) -> Result<Report, String> {
     if !(a.rw_ratio.is_finite() && a.rw_ratio >= 0.0) {
         return Err("--rw-ratio must be a non-negative number".into());
     }
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let picker = Arc::new(KeyPicker::new(&a.keys));
     let value = Arc::new(keys::value(a.keys.val_size, 4));
     let all: Vec<Vec<u8>> = (0..a.keys.key_space_size).map(|i| keys::key(&picker.prefix, i, picker.size)).collect();

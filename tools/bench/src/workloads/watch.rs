@@ -47,7 +47,7 @@ pub async fn run(g: &Global, a: &WatchArgs) -> Result<Report, String> {
     if a.streams == 0 || a.watch_per_stream == 0 || a.watched_key_total == 0 {
         return Err("--streams, --watch-per-stream and --watched-key-total must be at least 1".into());
     }
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let keys: Arc<Vec<Vec<u8>>> =
         Arc::new((0..a.watched_key_total as u64).map(|i| keys::key("watch/", i, a.key_size)).collect());
     let cfg = json!({"streams": a.streams, "watch_per_stream": a.watch_per_stream,

@@ -56,7 +56,7 @@ pub async fn run(g: &Global, a: &WatchLatencyArgs) -> Result<Report, String> {
     if a.streams == 0 || a.watchers_per_stream == 0 {
         return Err("--streams and --watchers-per-stream must be at least 1".into());
     }
-    let clients = conn::connect(&g.endpoints, g.conns, g.target_leader).await?;
+    let clients = conn::connect(g).await?;
     let cfg = json!({"streams": a.streams, "watchers_per_stream": a.watchers_per_stream, "val_size": a.val_size});
     let create = Arc::new(Recorder::new(&["create"]));
     let setup = Instant::now();
