@@ -5,10 +5,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -185,13 +189,16 @@ fn server_config(
         None => builder.with_no_client_auth(),
         Some(pem) => {
             let mut store = RootCertStore::empty();
+            let mut roots = Vec::new();
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                store.add(cert.map_err(|e| tls_err("trusted CA", e))?).map_err(|e| tls_err("trusted CA", e))?;
+                let cert = cert.map_err(|e| tls_err("trusted CA", e))?;
+                roots.push(cert.clone());
+                store.add(cert).map_err(|e| tls_err("trusted CA", e))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
                 .build()
                 .map_err(|e| tls_err("trusted CA", e))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(TrustedRootAsClient { inner, roots }))
         }
     };
     let certs = CertificateDer::pem_slice_iter(cert_pem)
@@ -201,6 +208,74 @@ fn server_config(
     let mut config = builder.with_single_cert(certs, key).map_err(|e| tls_err("certificate", e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// webpki refuses a CA certificate as a client's own certificate; Go (and so etcd) accepts a
+/// client certificate that is itself one of the trusted roots — a self-signed certificate used
+/// as both the CA file and the client's certificate, as etcd's own test PKI does. This verifier
+/// adds exactly that (within the certificate's validity period; the handshake still proves the
+/// client holds its key); every other answer is webpki's.
+#[derive(Debug)]
+struct TrustedRootAsClient {
+    inner: Arc<dyn ClientCertVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for TrustedRootAsClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        match self.inner.verify_client_cert(end_entity, intermediates, now) {
+            Err(_) if self.is_trusted_root(end_entity, now) => Ok(ClientCertVerified::assertion()),
+            answer => answer,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+impl TrustedRootAsClient {
+    fn is_trusted_root(&self, cert: &CertificateDer<'_>, now: UnixTime) -> bool {
+        let Some(root) = self.roots.iter().find(|r| r.as_ref() == cert.as_ref()) else { return false };
+        let Ok((_, parsed)) = X509Certificate::from_der(root.as_ref()) else { return false };
+        let Ok(at) = x509_parser::time::ASN1Time::from_timestamp(now.as_secs() as i64) else { return false };
+        parsed.validity().is_valid_at(at)
+    }
 }
 
 /// etcd's `SelfCert`: `cert.pem` and `key.pem` in `dir`, reused when both exist; otherwise an
@@ -292,6 +367,31 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A self-signed CA certificate, its PEM and the DER.
+    fn ca(name: &str) -> (Vec<u8>, CertificateDer<'static>) {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+        (cert.pem().into_bytes(), cert.der().clone())
+    }
+
+    #[test]
+    fn a_trusted_root_is_accepted_as_the_clients_own_certificate() {
+        let (root_pem, root) = ca("root");
+        let (_, stranger) = ca("stranger");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(CertificateDer::pem_slice_iter(&root_pem).map(Result::unwrap));
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider).build().unwrap();
+        assert!(inner.verify_client_cert(&root, &[], UnixTime::now()).is_err(), "webpki alone refuses it");
+        let verifier = TrustedRootAsClient { inner, roots: vec![root.clone()] };
+        assert!(verifier.verify_client_cert(&root, &[], UnixTime::now()).is_ok());
+        assert!(verifier.verify_client_cert(&stranger, &[], UnixTime::now()).is_err());
+        let long_ago = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_000));
+        assert!(verifier.verify_client_cert(&root, &[], long_ago).is_err(), "outside its validity");
+    }
 
     #[test]
     fn cipher_suites_by_go_names() {
