@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::server::membership::{cluster_id, member_id};
-use crate::server::Member;
+use crate::server::{AutoCompaction, Member};
 pub use crate::tls::ClientTlsFlags;
 
 /// How a flag takes its value.
@@ -62,8 +62,8 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("discovery-srv-name", Value, "", Ignored),
     ("strict-reconfig-check", Bool, "true", Honoured),
     ("pre-vote", Bool, "false", Ignored),
-    ("auto-compaction-retention", Value, "0", Ignored),
-    ("auto-compaction-mode", Value, "periodic", Ignored),
+    ("auto-compaction-retention", Value, "0", Honoured),
+    ("auto-compaction-mode", Value, "periodic", Honoured),
     ("enable-v2", Bool, "false", Ignored),
     ("cert-file", Value, "", Honoured),
     ("key-file", Value, "", Honoured),
@@ -151,6 +151,7 @@ pub struct Config {
     pub strict_reconfig_check: bool,
     pub watch_progress_interval: Duration,
     pub quota_backend_bytes: i64,
+    pub auto_compaction: Option<AutoCompaction>,
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
@@ -269,6 +270,7 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         snapshot_count: num("snapshot-count")?,
         strict_reconfig_check: get("strict-reconfig-check") == "true",
         watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
+        auto_compaction: AutoCompaction::from_flags(&get("auto-compaction-mode"), &get("auto-compaction-retention"))?,
         quota_backend_bytes: get("quota-backend-bytes")
             .parse()
             .map_err(|_| format!("invalid value {:?} for flag --quota-backend-bytes", get("quota-backend-bytes")))?,

@@ -82,6 +82,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         bcrypt_cost: cfg.bcrypt_cost,
         client_cert_auth: cfg.client_tls.client_cert_auth,
         quota_backend_bytes: cfg.quota_backend_bytes,
+        auto_compaction: cfg.auto_compaction,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();

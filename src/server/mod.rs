@@ -25,6 +25,7 @@ pub mod apply;
 mod auth;
 mod backup;
 mod cluster;
+mod compactor;
 mod concurrency;
 mod context;
 mod forward;
@@ -47,6 +48,7 @@ use prost::Message as _;
 use self::alarms::{Alarms, Cost};
 use self::apply::Applier;
 pub use self::auth::Caller;
+pub use self::compactor::AutoCompaction;
 pub use self::context::{Origin, RequestContext};
 pub use self::maintenance::ETCD_VERSION;
 pub use self::membership::Member;
@@ -111,6 +113,8 @@ pub struct ServerConfig {
     pub client_cert_auth: bool,
     /// `--quota-backend-bytes`: 0 is etcd's default (2 GiB), negative means no quota.
     pub quota_backend_bytes: i64,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None` when disabled.
+    pub auto_compaction: Option<AutoCompaction>,
 }
 
 impl ServerConfig {
@@ -226,6 +230,9 @@ impl Server {
         });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
+        if let Some(mode) = server.cfg.auto_compaction {
+            tokio::spawn(compactor::run(Arc::downgrade(&server), mode));
+        }
         Ok(server)
     }
 
