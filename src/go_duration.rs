@@ -8,6 +8,10 @@ pub fn parse(s: &str) -> Option<Duration> {
     if s.is_empty() {
         return None;
     }
+    // Go takes a bare zero without a unit.
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {

@@ -28,6 +28,7 @@ mod cluster;
 mod compactor;
 mod concurrency;
 mod context;
+mod corruption;
 mod forward;
 pub mod kv;
 mod leases;
@@ -115,6 +116,9 @@ pub struct ServerConfig {
     pub quota_backend_bytes: i64,
     /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None` when disabled.
     pub auto_compaction: Option<AutoCompaction>,
+    /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with its
+    /// followers; zero disables the check.
+    pub corrupt_check_time: Duration,
 }
 
 impl ServerConfig {
@@ -232,6 +236,9 @@ impl Server {
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
         if let Some(mode) = server.cfg.auto_compaction {
             tokio::spawn(compactor::run(Arc::downgrade(&server), mode));
+        }
+        if !server.cfg.corrupt_check_time.is_zero() {
+            tokio::spawn(corruption::run_periodic(Arc::downgrade(&server), server.cfg.corrupt_check_time));
         }
         Ok(server)
     }
