@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::server::membership::{cluster_id, member_id};
-use crate::server::Member;
+use crate::server::{AutoCompaction, Member};
 pub use crate::tls::ClientTlsFlags;
 
 /// How a flag takes its value.
@@ -62,8 +62,8 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("discovery-srv-name", Value, "", Ignored),
     ("strict-reconfig-check", Bool, "true", Honoured),
     ("pre-vote", Bool, "false", Ignored),
-    ("auto-compaction-retention", Value, "0", Ignored),
-    ("auto-compaction-mode", Value, "periodic", Ignored),
+    ("auto-compaction-retention", Value, "0", Honoured),
+    ("auto-compaction-mode", Value, "periodic", Honoured),
     ("enable-v2", Bool, "false", Ignored),
     ("cert-file", Value, "", Honoured),
     ("key-file", Value, "", Honoured),
@@ -98,8 +98,8 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("proxy-dial-timeout", Value, "1000", Ignored),
     ("proxy-write-timeout", Value, "5000", Ignored),
     ("proxy-read-timeout", Value, "0", Ignored),
-    ("experimental-initial-corrupt-check", Bool, "false", Ignored),
-    ("experimental-corrupt-check-time", Value, "0s", Ignored),
+    ("experimental-initial-corrupt-check", Bool, "false", Honoured),
+    ("experimental-corrupt-check-time", Value, "0s", Honoured),
     ("experimental-enable-v2v3", Value, "", Ignored),
     ("experimental-backend-bbolt-freelist-type", Value, "array", Ignored),
     ("experimental-enable-lease-checkpoint", Bool, "false", Ignored),
@@ -151,6 +151,11 @@ pub struct Config {
     pub strict_reconfig_check: bool,
     pub watch_progress_interval: Duration,
     pub quota_backend_bytes: i64,
+    pub auto_compaction: Option<AutoCompaction>,
+    /// `--experimental-initial-corrupt-check`: compare HashKV with peers before serving (restart only).
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time` (0: off).
+    pub corrupt_check_time: Duration,
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
@@ -269,6 +274,9 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         snapshot_count: num("snapshot-count")?,
         strict_reconfig_check: get("strict-reconfig-check") == "true",
         watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
+        initial_corrupt_check: get("experimental-initial-corrupt-check") == "true",
+        corrupt_check_time: parse_duration(&get("experimental-corrupt-check-time"))?,
+        auto_compaction: AutoCompaction::from_flags(&get("auto-compaction-mode"), &get("auto-compaction-retention"))?,
         quota_backend_bytes: get("quota-backend-bytes")
             .parse()
             .map_err(|_| format!("invalid value {:?} for flag --quota-backend-bytes", get("quota-backend-bytes")))?,

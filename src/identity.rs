@@ -21,6 +21,8 @@ pub struct Identity {
     pub cluster_id: u64,
     pub start: Start,
     pub known_peers: Vec<Member>,
+    /// Whether the data dir already held this member (a restart, not a first start).
+    pub restarted: bool,
 }
 
 pub async fn resolve(cfg: &Config, engine: &dyn Engine, tls: Option<&PeerTls>) -> Result<Identity, String> {
@@ -28,7 +30,13 @@ pub async fn resolve(cfg: &Config, engine: &dyn Engine, tls: Option<&PeerTls>) -
     let (member, cluster) = (stored(META_MEMBER_ID), stored(META_CLUSTER_ID));
     if let (Ok(Some(member_id)), Ok(Some(cluster_id))) = (member, cluster) {
         tracing::info!(member = %format!("{member_id:x}"), cluster = %format!("{cluster_id:x}"), "restarting from the data dir");
-        return Ok(Identity { member_id, cluster_id, start: Start::Join, known_peers: cfg.initial_members() });
+        return Ok(Identity {
+            member_id,
+            cluster_id,
+            start: Start::Join,
+            known_peers: cfg.initial_members(),
+            restarted: true,
+        });
     }
     // The ids are written by the server together with the bootstrapped raft log, in one batch.
     if cfg.initial_cluster_state == "existing" {
@@ -58,6 +66,7 @@ fn new_cluster(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> 
         cluster_id: cfg.cluster_id(),
         start: Start::NewCluster(members.clone()),
         known_peers: members,
+        restarted: false,
     })
 }
 
@@ -78,7 +87,13 @@ async fn join(cfg: &Config, tls: Option<&PeerTls>) -> Result<Identity, String> {
             return Err(format!("the cluster has no member with peer URLs {mine:?}: add it with `member add` first"));
         };
         let member_id = me.id;
-        return Ok(Identity { member_id, cluster_id: info.cluster_id, start: Start::Join, known_peers: members });
+        return Ok(Identity {
+            member_id,
+            cluster_id: info.cluster_id,
+            start: Start::Join,
+            known_peers: members,
+            restarted: false,
+        });
     }
     Err(format!("could not reach the cluster to join: {last_error}"))
 }

@@ -62,6 +62,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
     snapshot_cmd::apply_restored_cluster(&mut cfg, &*engine)?;
     let peer_tls = peer_tls(&cfg)?;
     let identity = identity::resolve(&cfg, &*engine, peer_tls.as_ref()).await?;
+    let identity_restarted = identity.restarted;
     let peer_listeners = bind_all(&cfg.listen_peer_urls, "peer").await?;
     let server_cfg = ServerConfig {
         member_id: identity.member_id,
@@ -82,11 +83,17 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         bcrypt_cost: cfg.bcrypt_cost,
         client_cert_auth: cfg.client_tls.client_cert_auth,
         quota_backend_bytes: cfg.quota_backend_bytes,
+        auto_compaction: cfg.auto_compaction,
+        corrupt_check_time: cfg.corrupt_check_time,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
     for (_, listener) in peer_listeners {
         tasks.spawn(metastore::peer::serve(server.clone(), listener, peer_tls.clone()));
+    }
+    // etcd checks only a member that restarts on its data dir.
+    if cfg.initial_corrupt_check && identity_restarted {
+        server.initial_corrupt_check().await?;
     }
     let client_tls = client_tls(&cfg)?;
     let client_listeners = bind_client(&cfg.listen_client_urls, client_tls.as_ref(), &cfg.client_tls).await?;

@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 
 use super::CLUSTER_ID_HEADER;
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::{
     ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseTimeToLiveAnswer, PromoteRequest, RaftAck, RaftBatch,
@@ -61,4 +62,11 @@ pub async fn lease_renew(channel: Channel, id: i64) -> Result<i64> {
 
 pub async fn lease_time_to_live(channel: Channel, id: i64) -> Result<LeaseTimeToLiveAnswer> {
     answer(PeerClient::new(channel).lease_time_to_live(LeaseRenewRequest { id }).await)
+}
+
+/// The HashKV of the member at `url` at `revision`; its etcd errors (`compacted`, `future
+/// revision`) travel back as themselves.
+pub async fn hash_kv(url: &str, tls: Option<&PeerTls>, revision: i64) -> Result<HashKvResponse> {
+    let channel = connect(url, tls).await?;
+    answer(PeerClient::new(channel).hash_kv(HashKvRequest { revision }).await)
 }

@@ -6,6 +6,7 @@
 //!  raft transport ──raft_stream──►  ┐
 //!  server (forward) ──promote / lease_renew / lease_time_to_live──► leader's PeerService ──► PeerHandler (Server)
 //!  identity (join) ──cluster──────►  ┘
+//!  server (corruption checks) ──hash_kv──► every other member's PeerService
 //! ```
 //!
 //! * Raft streams carry the sender's cluster id (`x-etcd-cluster-id`, etcd's `X-Etcd-Cluster-ID`);
@@ -19,10 +20,11 @@
 mod client;
 mod service;
 
-pub use client::{cluster, connect, lease_renew, lease_time_to_live, open_raft_stream, promote};
+pub use client::{cluster, connect, hash_kv, lease_renew, lease_time_to_live, open_raft_stream, promote};
 pub use service::{serve, PeerService};
 
 use crate::error::Result;
+use crate::proto::etcdserverpb::HashKvResponse;
 use crate::proto::metastorepb::{ClusterInfo, LeaseTimeToLiveAnswer};
 
 /// The metadata key carrying the sender's cluster id on raft streams.
@@ -43,4 +45,6 @@ pub trait PeerHandler: Send + Sync + 'static {
     async fn lease_renew(&self, id: i64) -> Result<i64>;
     /// Lease `id`'s remaining and granted TTL and keys; `NotLeader` unless this member leads.
     async fn lease_time_to_live(&self, id: i64) -> Result<LeaseTimeToLiveAnswer>;
+    /// This member's HashKV at `revision` (0: the current one), for the corruption checks.
+    async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse>;
 }

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{PeerHandler, CLUSTER_ID_HEADER};
 use crate::error::{to_status, Error, Result};
+use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use crate::proto::metastorepb::peer_server::{Peer, PeerServer};
 use crate::proto::metastorepb::{
     ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseRenewResponse, LeaseTimeToLiveAnswer, PromoteRequest,
@@ -57,6 +58,10 @@ impl<H: PeerHandler> Peer for PeerService<H> {
         req: Request<LeaseRenewRequest>,
     ) -> Result<Response<LeaseTimeToLiveAnswer>, Status> {
         self.handler.lease_time_to_live(req.into_inner().id).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.handler.hash_kv(req.into_inner().revision).await.map(Response::new).map_err(to_status)
     }
 }
 

@@ -18,7 +18,7 @@ use super::RequestContext;
 use super::Server;
 use crate::error::{Error, Result};
 use crate::peer::{self, PeerHandler};
-use crate::proto::etcdserverpb::MemberPromoteRequest;
+use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse, MemberPromoteRequest};
 use crate::proto::metastorepb::{ClusterInfo, LeaseTimeToLiveAnswer};
 
 /// Pause between attempts while no leader answers.
@@ -128,5 +128,9 @@ impl PeerHandler for Server {
             Some(s) => LeaseTimeToLiveAnswer { found: true, remaining: s.remaining, granted: s.granted, keys: s.keys },
             None => LeaseTimeToLiveAnswer::default(),
         })
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
+        self.hash_kv(&RequestContext::peer(None), HashKvRequest { revision }).await
     }
 }

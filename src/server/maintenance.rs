@@ -60,7 +60,9 @@ impl Server {
             .map_err(|e| crate::error::Error::Internal(format!("hash: {e}")))??;
         // etcd's compact revision is -1 until the first compaction.
         let compact_revision = if h.compact_rev == 0 { -1 } else { h.compact_rev };
-        Ok(HashKvResponse { header: Some(self.header(h.current_rev)), hash: h.hash, compact_revision })
+        // Test failpoint: this member's history reads as corrupt (a different hash).
+        let hash = if crate::failpoint::hit("hashkv-mismatch") { h.hash ^ 1 } else { h.hash };
+        Ok(HashKvResponse { header: Some(self.header(h.current_rev)), hash, compact_revision })
     }
 
     /// A hash of the replicated state; the header names the revision it was taken at.

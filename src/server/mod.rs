@@ -25,8 +25,10 @@ pub mod apply;
 mod auth;
 mod backup;
 mod cluster;
+mod compactor;
 mod concurrency;
 mod context;
+mod corruption;
 mod forward;
 pub mod kv;
 mod leases;
@@ -47,6 +49,7 @@ use prost::Message as _;
 use self::alarms::{Alarms, Cost};
 use self::apply::Applier;
 pub use self::auth::Caller;
+pub use self::compactor::AutoCompaction;
 pub use self::context::{Origin, RequestContext};
 pub use self::maintenance::ETCD_VERSION;
 pub use self::membership::Member;
@@ -111,6 +114,11 @@ pub struct ServerConfig {
     pub client_cert_auth: bool,
     /// `--quota-backend-bytes`: 0 is etcd's default (2 GiB), negative means no quota.
     pub quota_backend_bytes: i64,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None` when disabled.
+    pub auto_compaction: Option<AutoCompaction>,
+    /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with its
+    /// followers; zero disables the check.
+    pub corrupt_check_time: Duration,
 }
 
 impl ServerConfig {
@@ -226,6 +234,12 @@ impl Server {
         });
         tokio::spawn(hub_task.run());
         tokio::spawn(leases::run_primary(Arc::downgrade(&server)));
+        if let Some(mode) = server.cfg.auto_compaction {
+            tokio::spawn(compactor::run(Arc::downgrade(&server), mode));
+        }
+        if !server.cfg.corrupt_check_time.is_zero() {
+            tokio::spawn(corruption::run_periodic(Arc::downgrade(&server), server.cfg.corrupt_check_time));
+        }
         Ok(server)
     }
 
