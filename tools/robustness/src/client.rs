@@ -70,8 +70,8 @@ pub async fn execute(c: &mut Client, req: &Request) -> Result<Response, Outcome>
             Ok(Response::Ok)
         }
         Request::LeaseRevoke { id } => {
-            c.lease_revoke(*id).await.map_err(classify)?;
-            Ok(Response::Ok)
+            let r = c.lease_revoke(*id).await.map_err(classify)?;
+            Ok(Response::Revoked { rev: rev(r.header()) })
         }
         Request::Compact { rev } => {
             c.compact(*rev, None).await.map_err(classify)?;

@@ -202,7 +202,18 @@ impl Cluster {
     pub async fn replace(&mut self, i: usize, via: usize) -> Result<(), String> {
         let mut c = self.client(via).await?;
         let (id, _, _) = self.status(i).await.ok_or("member to replace does not answer")?;
-        c.member_remove(id).await.map_err(|e| format!("member remove: {e}"))?;
+        // etcd refuses a removal ("unhealthy cluster") until the remaining members have been
+        // connected for its health interval (5 s); retry for a while rather than skip the fault.
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match c.member_remove(id).await {
+                Ok(_) => break,
+                Err(e) if e.to_string().contains("unhealthy cluster") && std::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                Err(e) => return Err(format!("member remove: {e}")),
+            }
+        }
         self.kill(i);
         std::fs::remove_dir_all(&self.members[i].data_dir).map_err(|e| e.to_string())?;
         self.members[i].peer_port = free_port();

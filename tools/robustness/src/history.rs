@@ -134,7 +134,13 @@ pub enum Response {
         succeeded: bool,
         results: Vec<OpResult>,
     },
-    /// Lease grant, revoke and compaction answer nothing the model checks beyond success.
+    /// A lease revoke answers the revision after it: the keys it deleted carry that revision,
+    /// so without it two concurrent revokes (or a revoke and a delete) could be linearized in
+    /// either order and the watch validators would blame the server for the checker's choice.
+    Revoked {
+        rev: i64,
+    },
+    /// Lease grant and compaction answer nothing the model checks beyond success.
     Ok,
     Error(EtcdError),
 }
@@ -143,7 +149,7 @@ impl Response {
     /// The revision the response reports, if the model checks it.
     pub fn revision(&self) -> Option<i64> {
         match self {
-            Response::Range { rev, .. } | Response::Txn { rev, .. } => Some(*rev),
+            Response::Range { rev, .. } | Response::Txn { rev, .. } | Response::Revoked { rev } => Some(*rev),
             _ => None,
         }
     }
@@ -288,6 +294,7 @@ impl fmt::Display for Response {
                 }
                 Ok(())
             }
+            Response::Revoked { rev } => write!(f, "rev {rev} revoked"),
             Response::Ok => write!(f, "ok"),
             Response::Error(e) => write!(f, "error {e:?}"),
         }

@@ -13,6 +13,8 @@
 //! search, [`replay`] and [`watch`] the checks that need a linearization; [`client`] and
 //! [`traffic`] produce histories, [`cluster`] starts members through `tools/member.sh`,
 //! [`nemesis`] injects faults, [`scenario`] runs one and [`report`] writes `docs/robustness.md`.
+//! After the traffic, [`scenario`] also reads every member's history for acknowledged writes and
+//! compares the members' `HashKV` at the final revision (a divergence no client need observe).
 //!
 //! Not done: network partitions through a proxy, disk faults through an `Engine` wrapper,
 //! malformed-request fuzzing, lease expiry in the model.

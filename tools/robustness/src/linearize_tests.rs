@@ -165,7 +165,7 @@ fn key_of_revoked_lease_must_be_gone() {
         vec![
             op(0, 0, Some(10), Request::LeaseGrant { id: 9, ttl: 600 }, Some(Response::Ok)),
             op(0, 20, Some(30), put_lease.clone(), Some(put_ok(2))),
-            op(0, 40, Some(50), Request::LeaseRevoke { id: 9 }, Some(Response::Ok)),
+            op(0, 40, Some(50), Request::LeaseRevoke { id: 9 }, Some(Response::Revoked { rev: 3 })),
         ]
     };
     let mut ok = base();
@@ -173,6 +173,45 @@ fn key_of_revoked_lease_must_be_gone() {
     assert_linearizable(ok);
     let mut bad = base();
     bad.push(op(1, 60, Some(70), get("a"), Some(got(2, &[("a", kv("1", 2, 2, 1))]))));
+    assert_rejected(bad);
+}
+
+/// The robustness run's "wrong watch revision" reports: two concurrent revokes (or a revoke and a
+/// delete) whose keys were deleted at consecutive revisions. The revoke's answer carries its
+/// revision, so the linearization, and the events the watch validators compare with, must follow
+/// the server's order and not the order of the calls.
+#[test]
+fn concurrent_revokes_are_ordered_by_their_revisions() {
+    let put_lease = |k: &str, lease: i64| Request::Txn {
+        compares: vec![],
+        success: vec![TxnOp::Put { key: k.into(), value: format!("v-{k}"), lease }],
+        failure: vec![],
+    };
+    let del =
+        |k: &str| Request::Txn { compares: vec![], success: vec![TxnOp::Delete { key: k.into() }], failure: vec![] };
+    let del_ok = |rev| Response::Txn { rev, succeeded: true, results: vec![OpResult::Delete { deleted: 1 }] };
+    let ops = vec![
+        op(0, 0, Some(10), Request::LeaseGrant { id: 1, ttl: 600 }, Some(Response::Ok)),
+        op(0, 11, Some(20), Request::LeaseGrant { id: 2, ttl: 600 }, Some(Response::Ok)),
+        op(0, 21, Some(30), put_lease("/r/k3", 1), Some(put_ok(2))),
+        op(0, 31, Some(40), put_lease("/r/k8", 2), Some(put_ok(3))),
+        op(0, 41, Some(50), put("/r/k5", "x"), Some(put_ok(4))),
+        // called first, applied second
+        op(1, 60, Some(90), Request::LeaseRevoke { id: 1 }, Some(Response::Revoked { rev: 6 })),
+        op(2, 61, Some(90), Request::LeaseRevoke { id: 2 }, Some(Response::Revoked { rev: 5 })),
+        // a delete racing a revoke
+        op(1, 100, Some(130), del("/r/k5"), Some(del_ok(8))),
+        op(2, 101, Some(130), put_lease("/r/k9", 0), Some(put_ok(7))),
+    ];
+    let h = history(ops.clone());
+    let checked = check(&h, Duration::from_secs(5));
+    let Verdict::Linearizable { order } = &checked.verdict else { panic!("rejected: {:?}", checked.verdict) };
+    let replay = crate::replay::Replay::new(&checked.entries, order, &checked.initial);
+    let events: Vec<String> = replay.events.iter().map(|e| format!("{}@{}", e.key, e.rev)).collect();
+    assert_eq!(events, ["/r/k3@2", "/r/k8@3", "/r/k5@4", "/r/k8@5", "/r/k3@6", "/r/k9@7", "/r/k5@8"]);
+    // The revisions are checked: swapping them is not linearizable with the puts above.
+    let mut bad = ops;
+    bad[5].response = Some(Response::Revoked { rev: 4 });
     assert_rejected(bad);
 }
 

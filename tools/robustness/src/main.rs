@@ -106,7 +106,9 @@ fn main() {
     }
     if let Some(out) = &cli.out {
         let command = cli.command.clone().unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
-        std::fs::write(out, report::markdown(&command, &runs)).expect("write the report");
+        let kept = std::fs::read_to_string(out).ok().and_then(|old| report::hand_written(&old).map(str::to_string));
+        let text = report::markdown(&command, &runs) + &kept.map(|k| format!("\n{k}")).unwrap_or_default();
+        std::fs::write(out, text).expect("write the report");
     }
     std::process::exit(if ok { 0 } else { 1 });
 }
@@ -116,7 +118,7 @@ fn main() {
 fn dump(label: &str, o: &metastore_robustness::scenario::Outcome) {
     let path = std::env::temp_dir().join(format!("robustness-{label}-{}.txt", o.scenario));
     let mut text = o.report.clone().unwrap_or_default();
-    for f in o.serializable_failures.iter().chain(&o.watch.failures).chain(&o.lost_detail) {
+    for f in o.serializable_failures.iter().chain(&o.watch.failures).chain(&o.lost_detail).chain(&o.divergence) {
         text += f;
         text.push('\n');
     }

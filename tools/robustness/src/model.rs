@@ -7,7 +7,8 @@
 //!   (a put always does, a delete only if a key existed), and every change carries that revision;
 //! - a put with a lease that does not exist fails the whole txn (`lease not found`);
 //! - a put detaches the key from its old lease and attaches it to the new one; a delete detaches;
-//! - revoking a lease deletes its keys in one revision, in key order;
+//! - revoking a lease deletes its keys in one revision, in key order, and answers the revision
+//!   after it (etcd's `LeaseRevokeResponse` header), which pins the revoke in the linearization;
 //! - compaction to `rev` fails with `compacted` if `rev` ≤ the compact revision and with
 //!   `future revision` if `rev` > the current one.
 //!
@@ -62,7 +63,8 @@ impl State {
                     }
                 }
                 s.leases.remove(id);
-                (s, Response::Ok, events)
+                let rev = s.rev;
+                (s, Response::Revoked { rev }, events)
             }
             Request::Compact { rev } => {
                 if *rev <= self.compact {

@@ -18,22 +18,23 @@ pub fn markdown(command: &str, runs: &[Run]) -> String {
     s += "Columns: operations recorded (unknown outcomes in parentheses); faults injected; linearizable \
           (Wing–Gong search over the model); serializable reads replayed; watch sessions/events checked \
           (ordered, unique, atomic, reliable, resumable, bookmarkable, prev_kv, is_create, filter) and \
-          failures; acknowledged writes missing from a member's history afterwards.\n";
+          failures; acknowledged writes missing from a member's history afterwards; whether every member's \
+          HashKV at the final revision agrees.\n";
     s += SCOPE;
     for run in runs {
         s += &format!(
-            "\n## {}\n\n| scenario | operations | faults | linearizable | serializable reads | watch (sessions / events / progress) | watch failures | acknowledged writes lost | check time |\n|---|---|---|---|---|---|---|---|---|\n",
+            "\n## {}\n\n| scenario | operations | faults | linearizable | serializable reads | watch (sessions / events / progress) | watch failures | acknowledged writes lost | members' HashKV | check time |\n|---|---|---|---|---|---|---|---|---|---|\n",
             run.target
         );
         for o in &run.outcomes {
             match o {
                 Ok(o) => {
                     s += &format!(
-                        "| {} | {} ({}) | {} | {} | {} ({} wrong) | {} / {} / {} | {} | {} | {:.1} s |\n",
+                        "| {} | {} ({}) | {} | {} | {} ({} wrong) | {} / {} / {} | {} | {} | {} | {:.1} s |\n",
                         o.scenario,
                         o.operations,
                         o.unknown,
-                        o.faults.len(),
+                        faults_text(&o.faults),
                         o.linearizable,
                         o.serializable_checked,
                         o.serializable_failures.len(),
@@ -42,11 +43,12 @@ pub fn markdown(command: &str, runs: &[Run]) -> String {
                         o.watch.progress_notifications,
                         o.watch.failures.len(),
                         o.lost,
+                        if o.divergence.is_empty() { "agree" } else { "DIFFER" },
                         o.check_time.as_secs_f64()
                     )
                 }
                 Err((name, e)) => {
-                    s += &format!("| {name} | — | — | could not run: {} | | | | | |\n", e.replace('|', "/"))
+                    s += &format!("| {name} | — | — | could not run: {} | | | | | | |\n", e.replace('|', "/"))
                 }
             }
         }
@@ -55,6 +57,24 @@ pub fn markdown(command: &str, runs: &[Run]) -> String {
         }
     }
     s
+}
+
+/// Faults injected, and how many attempts failed (those injected nothing).
+fn faults_text(faults: &[String]) -> String {
+    let failed = faults.iter().filter(|f| f.contains(" failed: ")).count();
+    match failed {
+        0 => faults.len().to_string(),
+        n => format!("{} ({n} attempts failed)", faults.len() - n),
+    }
+}
+
+/// The line after which the report file is written by hand (findings, defects and their fixes):
+/// a regenerated report keeps everything from it on.
+pub const HAND_WRITTEN: &str = "<!-- hand-written below; kept when metastore-robustness regenerates this file -->";
+
+/// The hand-written tail of an existing report, from the [`HAND_WRITTEN`] marker on.
+pub fn hand_written(old: &str) -> Option<&str> {
+    old.find(HAND_WRITTEN).map(|i| &old[i..])
 }
 
 /// Faults and failures of one scenario, as text.
@@ -88,6 +108,9 @@ pub fn details(o: &Outcome) -> String {
     for f in o.lost_detail.iter().take(20) {
         s += &format!("lost: {f}\n");
     }
+    for f in &o.divergence {
+        s += &format!("HashKV: {f}\n");
+    }
     s += "```\n";
     s
 }
@@ -102,3 +125,16 @@ with the failpoint `linearizable-read-skip-readindex` (plus `peer-send-slow` so 
 Not done yet: network partitions through a fault-injecting proxy (split, isolate leader, one-way loss, delay), \
 disk faults through an Engine wrapper, property-based fuzzing of malformed requests, lease expiry in the model \
 (TTLs outlive the runs).\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regenerating_keeps_the_hand_written_tail() {
+        let old = format!("# Robustness\n\nold table\n\n{HAND_WRITTEN}\n\n## Findings\n\n1. a defect\n");
+        let tail = hand_written(&old).expect("marker present");
+        assert!(tail.starts_with(HAND_WRITTEN) && tail.ends_with("1. a defect\n"));
+        assert_eq!(hand_written("# Robustness\n\nno marker\n"), None);
+    }
+}

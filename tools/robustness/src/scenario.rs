@@ -45,6 +45,9 @@ pub struct Outcome {
     /// Acknowledged writes missing from some member's history afterwards.
     pub lost: usize,
     pub lost_detail: Vec<String>,
+    /// Members whose `HashKV` at the final revision differs from the others' (or could not be
+    /// read): a state divergence no client history need show.
+    pub divergence: Vec<String>,
     pub check_time: Duration,
 }
 
@@ -54,6 +57,7 @@ impl Outcome {
             && self.serializable_failures.is_empty()
             && self.watch.failures.is_empty()
             && self.lost == 0
+            && self.divergence.is_empty()
     }
 }
 
@@ -81,7 +85,7 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
 
     let nemesis_fault = s.fault;
     let nemesis = std::thread::spawn(move || nemesis::run(cluster, nemesis_fault, deadline));
-    let (cluster, faults) = rt.block_on(async {
+    let (cluster, faults, last) = rt.block_on(async {
         let mut tasks = Vec::new();
         for (i, ep) in cfg.endpoints.iter().enumerate() {
             let spec = WatchSpec { range: list(), prev_kv: true, no_delete: false };
@@ -121,16 +125,18 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
         for t in tasks {
             t.await.map_err(|e| e.to_string())?;
         }
-        Ok::<_, String>((cluster, faults))
+        Ok::<_, String>((cluster, faults, last))
     })?;
     let history = rec.into_history(initial_rev, initial_kvs);
     let (lost, lost_detail) = rt.block_on(lost_writes(&cluster, &history));
+    let divergence = rt.block_on(members_agree(&cluster, last));
     drop(cluster);
     let mut out = check(&history, s.check_budget);
     out.scenario = s.fault.name().into();
     out.faults = faults;
     out.lost = lost;
     out.lost_detail = lost_detail;
+    out.divergence = divergence;
     Ok(out)
 }
 
@@ -189,6 +195,45 @@ pub fn check(h: &History, budget: Duration) -> Outcome {
         }
     }
     out.check_time = started.elapsed();
+    out
+}
+
+/// `HashKV` of every member at revision `rev` once it has applied it; the members must agree
+/// (same hash where the compact revision is the same). Returns what disagreed, empty if nothing.
+async fn members_agree(c: &Cluster, rev: i64) -> Vec<String> {
+    let mut hashes = Vec::new();
+    for m in &c.members {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let got = loop {
+            let r = async {
+                let mut cl = etcd_client::Client::connect([m.client_url()], None).await.map_err(|e| e.to_string())?;
+                cl.hash_kv(rev).await.map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(5), r).await {
+                Ok(Ok(h)) => break Ok((h.hash(), h.compact_version())),
+                Ok(Err(e)) if Instant::now() >= deadline => break Err(e),
+                Err(_) if Instant::now() >= deadline => break Err("timed out".to_string()),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        hashes.push((m.name.clone(), got));
+    }
+    // etcd's corruption check compares hashes only between members at the same compact revision.
+    let mut out = Vec::new();
+    for (i, (name, h)) in hashes.iter().enumerate() {
+        match h {
+            Err(e) => out.push(format!("{name}: HashKV at {rev}: {e}")),
+            Ok((hash, compact)) => {
+                let other = hashes[..i].iter().find_map(|(n, o)| match o {
+                    Ok((oh, oc)) if oc == compact && oh != hash => Some((n, oh)),
+                    _ => None,
+                });
+                if let Some((n, oh)) = other {
+                    out.push(format!("{name}: HashKV at {rev} (compact {compact}) is {hash:#x}, {n} has {oh:#x}"));
+                }
+            }
+        }
+    }
     out
 }
 
