@@ -298,7 +298,7 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         auth_token: get("auth-token"),
         auth_token_ttl: Duration::from_secs(num("auth-token-ttl")?),
         bcrypt_cost: num("bcrypt-cost")?.min(u32::MAX as u64) as u32,
-        metrics: get("metrics").parse()?,
+        metrics: crate::metrics::Level::from_flag(&get("metrics")),
         listen_metrics_urls: list(&get("listen-metrics-urls")),
         ignored,
     })

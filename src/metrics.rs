@@ -37,14 +37,13 @@ pub enum Level {
     Extensive,
 }
 
-impl std::str::FromStr for Level {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "basic" => Ok(Level::Basic),
-            "extensive" => Ok(Level::Extensive),
-            other => Err(format!("unknown metrics type {other:?} (want \"basic\" or \"extensive\")")),
+impl Level {
+    /// etcd's reading of `--metrics`: `extensive`, and anything else is basic.
+    pub fn from_flag(s: &str) -> Self {
+        if s == "extensive" {
+            Level::Extensive
+        } else {
+            Level::Basic
         }
     }
 }
