@@ -87,8 +87,8 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("bcrypt-cost", Value, "10", Honoured),
     ("auth-token-ttl", Value, "300", Honoured),
     ("enable-pprof", Bool, "false", Ignored),
-    ("metrics", Value, "basic", Ignored),
-    ("listen-metrics-urls", Value, "", Ignored),
+    ("metrics", Value, "basic", Honoured),
+    ("listen-metrics-urls", Value, "", Honoured),
     ("logger", Value, "capnslog", Ignored),
     ("log-outputs", Value, "default", Ignored),
     ("log-level", Value, "info", Honoured),
@@ -166,6 +166,10 @@ pub struct Config {
     pub auth_token: String,
     pub auth_token_ttl: Duration,
     pub bcrypt_cost: u32,
+    /// `--metrics`: `extensive` adds gRPC latency histograms.
+    pub metrics: crate::metrics::Level,
+    /// `--listen-metrics-urls`: extra plain-HTTP listeners serving `/metrics` and `/health`.
+    pub listen_metrics_urls: Vec<String>,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
@@ -302,6 +306,8 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         auth_token: get("auth-token"),
         auth_token_ttl: Duration::from_secs(num("auth-token-ttl")?),
         bcrypt_cost: num("bcrypt-cost")?.min(u32::MAX as u64) as u32,
+        metrics: crate::metrics::Level::from_flag(&get("metrics")),
+        listen_metrics_urls: list(&get("listen-metrics-urls")),
         ignored,
     })
 }

@@ -8,7 +8,7 @@
 //!           ├──────► mvcc ───────┤
 //!           ├──────► lease ──────┤
 //!           └──────► auth ───────┘
-//! error, proto: leaves every layer may use; config: the command line (binary only)
+//! error, proto, metrics, failpoint: leaves every layer may use; config: the command line (binary only)
 //! ```
 
 pub mod api;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod failpoint;
 pub mod go_duration;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod peer;
 pub mod proto;

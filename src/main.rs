@@ -58,6 +58,11 @@ async fn run(mut cfg: Config) -> Result<(), String> {
     if !cfg.ignored.is_empty() {
         tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
     }
+    metastore::metrics::init(cfg.metrics);
+    if let Some(url) = cfg.listen_metrics_urls.iter().find(|u| u.starts_with("https://")) {
+        return Err(format!("metrics URL {url}: https is not supported yet (see docs/compatibility.md)"));
+    }
+    let metrics_listeners = bind_all(&cfg.listen_metrics_urls, "metrics").await?;
     let engine = open_engine(&cfg)?;
     snapshot_cmd::apply_restored_cluster(&mut cfg, &*engine)?;
     let peer_tls = peer_tls(&cfg)?;
@@ -116,6 +121,10 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         }
         let connections = metastore::tls::client_connections(client.listener, tls, client.insecure);
         tasks.spawn(api::serve(server.clone(), connections, cfg.max_request_bytes));
+    }
+    for (url, listener) in metrics_listeners {
+        tracing::info!("embed: serving metrics on {url}");
+        tasks.spawn(api::serve_metrics(server.clone(), listener));
     }
     let outcome = tokio::select! {
         Some(res) = tasks.join_next() => match res {

@@ -1,5 +1,6 @@
 //! Plain HTTP endpoints served on the client port beside gRPC, as etcd serves them:
-//! `GET /health`, `GET /version`, `GET /metrics` (Prometheus text, etcd's metric names).
+//! `GET /health`, `GET /version`, `GET /metrics` (Prometheus text, etcd's metric names: see
+//! `crate::metrics`); and the `--listen-metrics-urls` listeners' `/metrics` and `/health`.
 
 use std::sync::Arc;
 
@@ -34,20 +35,11 @@ async fn version() -> String {
     format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"3.4.0\"}}")
 }
 
-async fn metrics(State(server): State<Arc<Server>>) -> String {
-    let status = server.status();
-    let lines = [
-        ("etcd_server_has_leader", "gauge", (status.leader_id != 0) as u64),
-        ("etcd_server_is_leader", "gauge", status.is_leader as u64),
-        ("etcd_server_proposals_committed_total", "gauge", status.commit),
-        ("etcd_server_proposals_applied_total", "gauge", status.applied),
-        ("etcd_debugging_mvcc_current_revision", "gauge", status.revision as u64),
-        ("etcd_mvcc_db_total_size_in_bytes", "gauge", status.db_size),
-        ("etcd_server_leader_changes_seen_total", "counter", status.term),
-    ];
-    let mut out = String::new();
-    for (name, kind, value) in lines {
-        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
-    }
-    out
+async fn metrics(State(server): State<Arc<Server>>) -> ([(http::header::HeaderName, &'static str); 1], String) {
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], server.metrics_text())
+}
+
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`, as etcd's.
+pub fn metrics_router(server: Arc<Server>) -> Router {
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(server)
 }

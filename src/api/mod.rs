@@ -1,6 +1,7 @@
 //! The client-facing API: one file per etcd gRPC service, thin handlers (validate, call
 //! `server`, fill the header), one error table ([`status`]), and the HTTP endpoints etcd serves
-//! on the same port ([`http`]).
+//! on the same port ([`http`]); gRPC calls are counted by [`grpc_metrics`]; `--listen-metrics-urls`
+//! listeners serve [`serve_metrics`].
 //!
 //! gRPC and HTTP share each client listener, plain or TLS: tonic routes are merged into one axum
 //! router, and requests carry the connection's [`ClientConnInfo`] (see [`context`]).
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod gateway;
+pub mod grpc_metrics;
 pub mod http;
 pub mod kv;
 pub mod lease;
@@ -84,6 +86,7 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .add_service(lock)
         .add_service(election)
         .into_axum_router()
+        .layer(grpc_metrics::GrpcMetricsLayer::new())
         .merge(http::router(server.clone()))
         .merge(gateway::router(server, max_request_bytes));
     tonic::transport::Server::builder()
@@ -92,6 +95,14 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .serve_with_incoming(connections)
         .await
         .map_err(|e| Error::Internal(format!("client listener: {e}")))
+}
+
+/// Serves `/metrics` and `/health` on one `--listen-metrics-urls` listener (plain HTTP/1.1 and
+/// HTTP/2) until the process ends.
+pub async fn serve_metrics(server: Arc<Server>, listener: tokio::net::TcpListener) -> Result<()> {
+    axum::serve(listener, http::metrics_router(server))
+        .await
+        .map_err(|e| Error::Internal(format!("metrics listener: {e}")))
 }
 
 #[cfg(test)]

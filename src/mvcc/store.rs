@@ -280,6 +280,11 @@ impl ReadView<'_> {
         self.state.compact_rev
     }
 
+    /// Keys in the index: live ones, and deleted ones until a compaction drops their history.
+    pub fn key_count(&self) -> usize {
+        self.state.index.len()
+    }
+
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
         let reader = Reader { state: &self.state, engine: self.engine, overlay: None };
         reader.range(range, opts, self.state.current_rev)

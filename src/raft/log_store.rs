@@ -228,7 +228,10 @@ impl LogStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // etcd's WAL fsync: here the synced write of the raft log and hard state.
+        let started = std::time::Instant::now();
         self.engine.write(batch, true)?;
+        crate::metrics::get().wal_fsync.observe(started.elapsed().as_secs_f64());
         let mut st = self.write();
         if let Some(first) = entries.first() {
             // Entries from `first` on are replaced, including older ones than the kept tail: the

@@ -332,6 +332,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             matched,
         };
         self.status.send_if_modified(|cur| {
+            // etcd counts a change to a known leader other than the last one seen.
+            if next.leader_id != 0 && next.leader_id != cur.leader_id {
+                crate::metrics::get().leader_changes.inc();
+            }
             let changed = *cur != next;
             *cur = next;
             changed

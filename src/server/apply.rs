@@ -95,7 +95,9 @@ impl StateMachine for Applier {
         let b = batch.batch_mut();
         b.put(Table::Meta, META_APPLIED_INDEX, last_index.to_be_bytes());
         b.put(Table::Meta, META_APPLIED_TERM, last_term.to_be_bytes());
+        let started = std::time::Instant::now();
         let events = batch.commit()?;
+        crate::metrics::get().backend_commit.observe(started.elapsed().as_secs_f64());
         self.hub.notify(&events);
         for (id, result) in results {
             self.waiters.trigger(id, result);
@@ -161,10 +163,20 @@ impl Applier {
                 kv::txn(&mut batch.txn(), &t, leases).map(Applied::Txn)
             }
             Some(Request::Compaction(c)) => compact(batch, &c).map(Applied::Compaction),
-            Some(Request::LeaseGrant(g)) => self.grant(batch, &g).map(Applied::LeaseGrant),
+            Some(Request::LeaseGrant(g)) => {
+                let granted = self.grant(batch, &g).map(Applied::LeaseGrant);
+                if granted.is_ok() {
+                    crate::metrics::get().lease_granted.inc();
+                }
+                granted
+            }
             Some(Request::LeaseRevoke(r)) => {
                 auth::check_lease_keys(store, leases, caller, r.id)?;
-                self.revoke(batch, &r).map(Applied::LeaseRevoke)
+                let revoked = self.revoke(batch, &r).map(Applied::LeaseRevoke);
+                if revoked.is_ok() {
+                    crate::metrics::get().lease_revoked.inc();
+                }
+                revoked
             }
             Some(Request::LeaseCheckpoint(c)) => Ok(self.checkpoint(batch, &c)),
             Some(Request::MemberAttributes(m)) => self.update_member(batch, m, true),

@@ -107,7 +107,11 @@ impl Server {
 
     /// A keep-alive forwarded to this member; `NotLeader` unless it leads.
     pub async fn lease_renew_as_leader(&self, id: i64) -> Result<i64> {
-        self.on_primary_lessor(|lessor| lessor.renew(id)).await
+        let ttl = self.on_primary_lessor(|lessor| lessor.renew(id)).await;
+        if ttl.is_ok() {
+            crate::metrics::get().lease_renewed.inc();
+        }
+        ttl
     }
 
     /// Runs `read` on this member's lessor once every write committed before the call is

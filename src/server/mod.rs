@@ -277,6 +277,39 @@ impl Server {
         }
     }
 
+    /// The Prometheus text of `/metrics`: the process's counters (`crate::metrics`) with the
+    /// gauges read from this server's state now.
+    pub fn metrics_text(&self) -> String {
+        let g = &crate::metrics::get().gauges;
+        let raft = self.raft.status();
+        g.has_leader.set((raft.leader_id != 0) as i64);
+        g.is_leader.set((raft.role == Role::Leader) as i64);
+        g.is_learner.set(self.is_learner() as i64);
+        g.proposals_committed.set(raft.commit as i64);
+        g.proposals_applied.set(raft.applied as i64);
+        g.quota_backend_bytes.set(match self.cfg.quota_backend_bytes {
+            0 => alarms::DEFAULT_QUOTA_BYTES,
+            q => q,
+        });
+        g.version.with_label_values(&[ETCD_VERSION]).set(1);
+        g.id.with_label_values(&[&format!("{:x}", self.cfg.member_id)]).set(1);
+        let (fd_used, fd_limit) = crate::metrics::fd_usage();
+        g.fd_used.set(fd_used);
+        g.fd_limit.set(fd_limit);
+        let db_size = self.engine.size_bytes() as i64;
+        g.db_total_size.set(db_size);
+        g.debugging_db_total_size.set(db_size);
+        g.db_in_use.set(self.engine.table_bytes(&snapshot::TABLES) as i64);
+        {
+            let kv = self.kv.read();
+            g.current_revision.set(kv.rev());
+            g.compact_revision.set(kv.compact_rev());
+            g.keys_total.set(kv.key_count() as i64);
+        }
+        g.watchers.set(self.hub.len() as i64);
+        crate::metrics::render()
+    }
+
     /// A complete response header at `revision`: cluster, member and raft term filled in.
     fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {

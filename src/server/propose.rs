@@ -81,6 +81,21 @@ impl FromApplied for () {
 impl Server {
     /// Proposes `proposal` and waits, at most etcd's request timeout, for its applied result.
     pub(super) async fn propose<R: FromApplied>(&self, proposal: Proposal) -> Result<R> {
+        let m = crate::metrics::get();
+        let outcome = {
+            // A guard: a caller that stops waiting (a client gone) is no longer pending.
+            let _pending = Pending::new(&m.proposals_pending);
+            self.propose_and_wait(proposal).await
+        };
+        // etcd counts proposals that raft dropped or that timed out; an error the applier
+        // answered (a txn on a missing lease, say) was committed and is no failure.
+        if matches!(outcome, Err(Error::NoLeader | Error::Timeout | Error::LeaderChanged | Error::TooManyRequests)) {
+            m.proposals_failed.inc();
+        }
+        outcome
+    }
+
+    async fn propose_and_wait<R: FromApplied>(&self, proposal: Proposal) -> Result<R> {
         let status = self.raft.status();
         if status.commit > status.applied + MAX_APPLY_LAG {
             return Err(Error::TooManyRequests);
@@ -108,5 +123,21 @@ impl Server {
             None if self.raft.status().term != status.term => Err(Error::LeaderChanged),
             None => Err(Error::Timeout),
         }
+    }
+}
+
+/// Counts a proposal in `etcd_server_proposals_pending` while it lives.
+struct Pending<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Pending<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Pending(gauge)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -71,6 +71,7 @@ impl Server {
         let options: Shared = Arc::default();
         let client = out_tx.clone();
         tokio::spawn(send_loop(self.clone(), rx, out_tx, options.clone(), max_response_bytes));
+        crate::metrics::get().gauges.watch_streams.inc();
         let session =
             WatchSession { server: self.clone(), ctx: ctx.clone(), client, stream, tx, options, next_auto_id: 0 };
         (session, out_rx)
@@ -149,6 +150,7 @@ impl WatchSession {
 impl Drop for WatchSession {
     fn drop(&mut self) {
         self.server.hub.close_stream(self.stream);
+        crate::metrics::get().gauges.watch_streams.dec();
     }
 }
 
