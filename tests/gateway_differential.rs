@@ -7,8 +7,6 @@
 //! Run: `cargo test --release --test gateway_differential` (`GATEWAY_DIFF_DUMP=1` prints both
 //! transcripts).
 
-// foo, bar, baz: the keys of etcd's own examples.
-
 mod common;
 
 use std::collections::HashMap;
