@@ -168,6 +168,12 @@ fn normalise(v: &mut Value, leases: &mut HashMap<String, String>, parent: &str) 
                     *val = Value::String(leases.entry(id).or_insert(next).clone());
                 } else {
                     normalise(val, leases, k);
+                    if k == "members" {
+                        // Listed by member id, which is random per cluster.
+                        if let Value::Array(items) = val {
+                            items.sort_by_key(|m| m.to_string());
+                        }
+                    }
                 }
             }
         }
