@@ -194,6 +194,16 @@ struct Frames {
 }
 
 impl Frames {
+    /// Counts a data frame of a body: its bytes into `bytes`, the messages it completes into
+    /// `messages`.
+    fn count(&mut self, data: &[u8], bytes: &IntCounter, messages: &IntCounter) {
+        bytes.inc_by(data.len() as u64);
+        let n = self.feed(data);
+        if n > 0 {
+            messages.inc_by(n);
+        }
+    }
+
     /// The number of messages whose prefix ends in `chunk`.
     fn feed(&mut self, mut chunk: &[u8]) -> u64 {
         let mut messages = 0;
@@ -237,11 +247,7 @@ impl http_body::Body for RequestBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                metrics::get().grpc_received_bytes.inc_by(data.len() as u64);
-                let n = this.frames.feed(data);
-                if n > 0 {
-                    this.method.msg_received.inc_by(n);
-                }
+                this.frames.count(data, &metrics::get().grpc_received_bytes, &this.method.msg_received);
             }
         }
         polled
@@ -278,11 +284,7 @@ impl http_body::Body for ResponseBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                metrics::get().grpc_sent_bytes.inc_by(data.len() as u64);
-                let n = this.frames.feed(data);
-                if n > 0 {
-                    this.method.msg_sent.inc_by(n);
-                }
+                this.frames.count(data, &metrics::get().grpc_sent_bytes, &this.method.msg_sent);
             } else if let Some(trailers) = frame.trailers_ref() {
                 this.code = status_code(trailers).or(this.code);
             }
