@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config clang libclang-dev protobuf-compiler librocksdb-dev # build
   etcd-server etcd-client                                                        # oracle + etcdctl
   golang-go golang-etcd-server-dev                                               # etcd's e2e suite
+  curl openssl                                                                   # gateway differential, JWT key pairs
   redis-server                                                                   # layers benchmark
 )
 missing=()
