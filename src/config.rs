@@ -2,6 +2,12 @@
 //! boolean flags bare or `=true|false`, and every flag also from its `ETCD_*` environment
 //! variable. The flag table lists every etcd 3.4 flag with etcd's default and whether MetaStore
 //! honours it yet; flags that are accepted but not honoured are reported in one log line.
+//!
+//! `--config-file` (or `ETCD_CONFIG_FILE`) replaces all of that, as in etcd: the YAML file is
+//! turned into flags ([`file`]) and parsed by the same table, and every other flag and `ETCD_*`
+//! variable is ignored (the binary says so in its log).
+
+mod file;
 
 use std::time::Duration;
 
@@ -46,10 +52,10 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("backend-batch-limit", Value, "0", Ignored),
     ("max-txn-ops", Value, "128", Honoured),
     ("max-request-bytes", Value, "1572864", Honoured),
-    ("max-concurrent-streams", Value, "4294967295", Ignored),
+    ("max-concurrent-streams", Value, "4294967295", Honoured),
     ("grpc-keepalive-min-time", Value, "5s", Ignored),
-    ("grpc-keepalive-interval", Value, "2h", Ignored),
-    ("grpc-keepalive-timeout", Value, "20s", Ignored),
+    ("grpc-keepalive-interval", Value, "2h", Honoured),
+    ("grpc-keepalive-timeout", Value, "20s", Honoured),
     ("initial-advertise-peer-urls", Value, "http://localhost:2380", Honoured),
     ("initial-cluster", Value, "", Honoured),
     ("initial-cluster-state", Value, "new", Honoured),
@@ -89,8 +95,8 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("enable-pprof", Bool, "false", Ignored),
     ("metrics", Value, "basic", Honoured),
     ("listen-metrics-urls", Value, "", Honoured),
-    ("logger", Value, "capnslog", Ignored),
-    ("log-outputs", Value, "default", Ignored),
+    ("logger", Value, "capnslog", Honoured),
+    ("log-outputs", Value, "default", Honoured),
     ("log-level", Value, "info", Honoured),
     ("proxy", Value, "off", Ignored),
     ("proxy-failure-wait", Value, "5000", Ignored),
@@ -106,11 +112,11 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("experimental-compaction-batch-limit", Value, "1000", Ignored),
     ("experimental-peer-skip-client-san-verification", Bool, "false", Ignored),
     ("experimental-watch-progress-notify-interval", Value, "10m", Honoured),
-    ("experimental-warning-apply-duration", Value, "100ms", Ignored),
+    ("experimental-warning-apply-duration", Value, "100ms", Honoured),
     ("force-new-cluster", Bool, "false", Ignored),
     ("debug", Bool, "false", Ignored),
     ("log-package-levels", Value, "", Ignored),
-    ("config-file", Value, "", Ignored),
+    ("config-file", Value, "", Honoured),
     ("storage-engine", Value, "rocksdb", Honoured),
 ];
 
@@ -170,11 +176,21 @@ pub struct Config {
     pub metrics: crate::metrics::Level,
     /// `--listen-metrics-urls`: extra plain-HTTP listeners serving `/metrics` and `/health`.
     pub listen_metrics_urls: Vec<String>,
+    /// `--logger`: etcd's zap JSON lines instead of the default text lines.
+    pub logger: crate::log::Logger,
+    /// `--log-outputs`: `default`, `stderr`, `stdout` or file paths.
+    pub log_outputs: Vec<String>,
+    /// `--experimental-warning-apply-duration`: applies slower than this are logged.
+    pub warning_apply_duration: Duration,
+    /// `--max-concurrent-streams` and the `--grpc-keepalive-*` flags, for the client listeners.
+    pub grpc: crate::api::GrpcSettings,
+    /// `--config-file`, when the settings came from it.
+    pub config_file: Option<String>,
     /// Flags given on the command line or environment that are accepted but not acted on.
     pub ignored: Vec<String>,
 }
 
-fn command() -> Command {
+fn command(with_env: bool) -> Command {
     let mut cmd = Command::new("metastore")
         .about("An etcd v3 compatible metadata store")
         .disable_version_flag(true)
@@ -182,8 +198,10 @@ fn command() -> Command {
         .args_override_self(true)
         .arg(Arg::new("version").long("version").action(ArgAction::SetTrue).help("Print the version and exit"));
     for (name, kind, default, _) in FLAGS {
-        let env = format!("ETCD_{}", name.to_uppercase().replace('-', "_"));
-        let mut arg = Arg::new(*name).long(*name).env(env).default_value(*default);
+        let mut arg = Arg::new(*name).long(*name).default_value(*default);
+        if with_env {
+            arg = arg.env(format!("ETCD_{}", name.to_uppercase().replace('-', "_")));
+        }
         if *kind == Bool {
             arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true");
         }
@@ -217,12 +235,62 @@ pub enum Parsed {
     PrintVersion,
 }
 
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let m = command().try_get_matches_from(normalise_args(args)).map_err(|e| e.to_string())?;
+/// Why the settings could not be read: a bad command line (exit 2) or a bad config file (etcd's
+/// `error verifying flags`, exit 1).
+#[derive(Debug)]
+pub enum ParseError {
+    Flags(String),
+    Invalid(String),
+}
+
+impl ParseError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ParseError::Flags(_) => 2,
+            ParseError::Invalid(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Flags(e) | ParseError::Invalid(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<ParseError> for String {
+    fn from(e: ParseError) -> String {
+        e.to_string()
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, ParseError> {
+    let m = command(true).try_get_matches_from(normalise_args(args)).map_err(|e| ParseError::Flags(e.to_string()))?;
     if m.get_flag("version") {
         return Ok(Parsed::PrintVersion);
     }
-    from_matches(&m).map(|c| Parsed::Run(Box::new(c)))
+    let path = m.get_one::<String>("config-file").cloned().unwrap_or_default();
+    if path.is_empty() {
+        return from_matches(&m).map(|c| Parsed::Run(Box::new(c))).map_err(ParseError::Flags);
+    }
+    let invalid = |e: String| ParseError::Invalid(format!("error verifying flags, {e}. See 'etcd --help'."));
+    let yaml = std::fs::read_to_string(&path).map_err(|e| invalid(format!("open {path}: {}", io_reason(&e))))?;
+    let args = std::iter::once("metastore".to_string()).chain(file::to_args(&yaml).map_err(invalid)?);
+    let m = command(false).try_get_matches_from(args).map_err(|e| invalid(e.to_string()))?;
+    let mut cfg = from_matches(&m).map_err(invalid)?;
+    cfg.config_file = Some(path);
+    Ok(Parsed::Run(Box::new(cfg)))
+}
+
+/// Go's wording of a failed open: `no such file or directory`, not Rust's `(os error 2)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(" (os error") {
+        Some((reason, _)) => reason.to_lowercase(),
+        None => text,
+    }
 }
 
 fn from_matches(m: &ArgMatches) -> Result<Config, String> {
@@ -308,6 +376,17 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         bcrypt_cost: num("bcrypt-cost")?.min(u32::MAX as u64) as u32,
         metrics: crate::metrics::Level::from_flag(&get("metrics")),
         listen_metrics_urls: list(&get("listen-metrics-urls")),
+        logger: crate::log::Logger::from_flag(&get("logger"))?,
+        log_outputs: list(&get("log-outputs")),
+        warning_apply_duration: parse_duration(&get("experimental-warning-apply-duration"))?,
+        grpc: crate::api::GrpcSettings {
+            max_concurrent_streams: get("max-concurrent-streams").parse().map_err(|_| {
+                format!("invalid value {:?} for flag --max-concurrent-streams", get("max-concurrent-streams"))
+            })?,
+            keepalive_interval: parse_duration(&get("grpc-keepalive-interval"))?,
+            keepalive_timeout: parse_duration(&get("grpc-keepalive-timeout"))?,
+        },
+        config_file: None,
         ignored,
     })
 }

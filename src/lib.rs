@@ -8,7 +8,8 @@
 //!           ├──────► mvcc ───────┤
 //!           ├──────► lease ──────┤
 //!           └──────► auth ───────┘
-//! error, proto, metrics, failpoint: leaves every layer may use; config: the command line (binary only)
+//! error, proto, metrics, failpoint: leaves every layer may use; config and log: the command line
+//! and the process log (binary only)
 //! ```
 
 pub mod api;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod failpoint;
 pub mod go_duration;
 pub mod lease;
+pub mod log;
 pub mod metrics;
 pub mod mvcc;
 pub mod peer;

@@ -33,10 +33,13 @@ fn main() {
         }
         Err(e) => {
             eprintln!("{e}");
-            std::process::exit(2);
+            std::process::exit(e.exit_code());
         }
     };
-    init_logging(&cfg.log_level);
+    if let Err(e) = metastore::log::init(cfg.logger, &cfg.log_outputs, &cfg.log_level) {
+        eprintln!("error verifying flags, {e}. See 'etcd --help'.");
+        std::process::exit(1);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let outcome = runtime.block_on(run(*cfg));
     // Dropping the runtime drops every task holding the server, so storage closes before exit.
@@ -47,13 +50,14 @@ fn main() {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=info")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
-}
-
 async fn run(mut cfg: Config) -> Result<(), String> {
+    if let Some(path) = &cfg.config_file {
+        tracing::info!(
+            target: "etcdmain",
+            path = %path,
+            "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided"
+        );
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), etcd_api = ETCD_API_VERSION, "starting MetaStore");
     if !cfg.ignored.is_empty() {
         tracing::warn!("flags accepted but not honoured yet (see docs/compatibility.md): {}", cfg.ignored.join(" "));
@@ -90,6 +94,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         quota_backend_bytes: cfg.quota_backend_bytes,
         auto_compaction: cfg.auto_compaction,
         corrupt_check_time: cfg.corrupt_check_time,
+        warning_apply_duration: cfg.warning_apply_duration,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -111,7 +116,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         server.config().cluster_id
     );
     for client in client_listeners {
-        tracing::info!("embed: ready to serve client requests");
+        tracing::info!(target: "embed", "ready to serve client requests");
         if client.insecure {
             tracing::info!("embed: serving insecure client requests on {}, this is strongly discouraged!", client.addr);
         }
@@ -120,7 +125,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
             tracing::info!("embed: serving client traffic securely on {}", client.addr);
         }
         let connections = metastore::tls::client_connections(client.listener, tls, client.insecure);
-        tasks.spawn(api::serve(server.clone(), connections, cfg.max_request_bytes));
+        tasks.spawn(api::serve(server.clone(), connections, cfg.max_request_bytes, cfg.grpc));
     }
     for (url, listener) in metrics_listeners {
         tracing::info!("embed: serving metrics on {url}");

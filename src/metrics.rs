@@ -19,7 +19,7 @@
 //! once and kept, so a request never allocates for a label lookup.
 //!
 //! Not done: the registry is per process, so several servers in one process (in-process tests)
-//! share counters; `etcd_network_peer_*` and etcd's debugging histograms (range/put latency,
+//! share counters; etcd's debugging histograms (range/put latency,
 //! index compaction pauses) are not exported; `go_*` metrics have no Rust counterpart.
 
 use std::sync::OnceLock;
@@ -72,6 +72,14 @@ pub struct Metrics {
     pub lease_granted: IntCounter,
     pub lease_revoked: IntCounter,
     pub lease_renewed: IntCounter,
+    /// Raft traffic to and from other members (etcd's rafthttp), labelled `To`/`From` with the
+    /// other member's hex id: bytes of raft messages handed to a peer's stream, messages that
+    /// could not be (queue full, stream broken), and bytes received.
+    pub peer_sent_bytes: IntCounterVec,
+    pub peer_received_bytes: IntCounterVec,
+    pub peer_sent_failures: IntCounterVec,
+    /// Round trips of the transport's probe call to each peer.
+    pub peer_round_trip: HistogramVec,
 }
 
 /// Figures read from the server's state when `/metrics` is scraped.
@@ -242,6 +250,9 @@ impl Metrics {
         let grpc_vec = |name: &str, help: &str, labels: &[&str]| {
             reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("counter vec"))
         };
+        let peer_vec = |name: &str, help: &str, label: &str| {
+            reg(&r, IntCounterVec::new(opts("etcd", "network", name, help), &[label]).expect("counter vec"))
+        };
         const METHOD: [&str; 3] = ["grpc_type", "grpc_service", "grpc_method"];
         const METHOD_CODE: [&str; 4] = ["grpc_type", "grpc_service", "grpc_method", "grpc_code"];
         let grpc_handling = (level == Level::Extensive).then(|| {
@@ -319,6 +330,24 @@ impl Metrics {
                 "renewed_total",
                 "The number of renewed leases seen by the leader.",
             ),
+            peer_sent_bytes: peer_vec("peer_sent_bytes_total", "The total number of bytes sent to peers.", "To"),
+            peer_received_bytes: peer_vec(
+                "peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                "From",
+            ),
+            peer_sent_failures: peer_vec(
+                "peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                "To",
+            ),
+            peer_round_trip: {
+                let o = HistogramOpts::new("peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers")
+                    .namespace("etcd")
+                    .subsystem("network")
+                    .buckets(exponential_buckets(0.0001, 2.0, 16).expect("valid buckets"));
+                reg(&r, HistogramVec::new(o, &["To"]).expect("histogram vec"))
+            },
             registry: r,
         };
         #[cfg(target_os = "linux")]

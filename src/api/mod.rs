@@ -56,12 +56,29 @@ fn context_from(md: &tonic::metadata::MetadataMap, addr: Option<std::net::Socket
     ctx
 }
 
+/// The HTTP/2 settings of the client gRPC server.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcSettings {
+    /// Streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// `--grpc-keepalive-interval`: how long a connection may be idle before the server pings it.
+    pub keepalive_interval: std::time::Duration,
+    /// `--grpc-keepalive-timeout`: how long the server waits for the ping's answer before closing.
+    pub keepalive_timeout: std::time::Duration,
+}
+
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the client API on one listener's `connections` (plain or TLS: `crate::tls`) until the
-/// process ends.
-pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_request_bytes: usize) -> Result<()> {
+/// process ends, with etcd's HTTP/2 settings from `grpc` (`--max-concurrent-streams`, the server's
+/// keepalive pings of `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`).
+pub async fn serve(
+    server: Arc<Server>,
+    connections: ClientConnections,
+    max_request_bytes: usize,
+    grpc: GrpcSettings,
+) -> Result<()> {
     let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(kv::KvService { server: server.clone() })
         .max_decoding_message_size(max_recv)
@@ -90,6 +107,9 @@ pub async fn serve(server: Arc<Server>, connections: ClientConnections, max_requ
         .merge(http::router(server.clone()))
         .merge(gateway::router(server, max_request_bytes));
     tonic::transport::Server::builder()
+        .max_concurrent_streams(grpc.max_concurrent_streams)
+        .http2_keepalive_interval(Some(grpc.keepalive_interval))
+        .http2_keepalive_timeout(Some(grpc.keepalive_timeout))
         .accept_http1(true)
         .add_routes(Routes::from(router))
         .serve_with_incoming(connections)

@@ -5,7 +5,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::CLUSTER_ID_HEADER;
+use super::{CLUSTER_ID_HEADER, FROM_HEADER};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use crate::proto::metastorepb::peer_client::PeerClient;
@@ -20,18 +20,30 @@ pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
 }
 
 /// Opens the long-lived raft stream to a peer: batches sent on the returned sender go out in
-/// order, named with `cluster_id`; the task ends when the stream does.
+/// order, named with `cluster_id` and the sending member `from`; the task ends when the stream
+/// does.
 pub fn open_raft_stream(
     channel: Channel,
     cluster_id: u64,
+    from: u64,
 ) -> (mpsc::Sender<RaftBatch>, JoinHandle<std::result::Result<tonic::Response<RaftAck>, tonic::Status>>) {
     let (tx, rx) = mpsc::channel::<RaftBatch>(64);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Ok(id) = format!("{cluster_id:x}").parse() {
         request.metadata_mut().insert(CLUSTER_ID_HEADER, id);
     }
+    if let Ok(id) = format!("{from:x}").parse() {
+        request.metadata_mut().insert(FROM_HEADER, id);
+    }
     let mut client = PeerClient::new(channel);
     (tx, tokio::spawn(async move { client.raft(request).await }))
+}
+
+/// The round trip of one small call on `channel` (the transport's probe).
+pub async fn probe(channel: Channel) -> std::result::Result<std::time::Duration, tonic::Status> {
+    let started = std::time::Instant::now();
+    PeerClient::new(channel).cluster(ClusterRequest {}).await?;
+    Ok(started.elapsed())
 }
 
 /// The cluster as the member at `url` knows it (for joining).

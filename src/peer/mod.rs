@@ -20,7 +20,7 @@
 mod client;
 mod service;
 
-pub use client::{cluster, connect, hash_kv, lease_renew, lease_time_to_live, open_raft_stream, promote};
+pub use client::{cluster, connect, hash_kv, lease_renew, lease_time_to_live, open_raft_stream, probe, promote};
 pub use service::{serve, PeerService};
 
 use crate::error::Result;
@@ -29,6 +29,9 @@ use crate::proto::metastorepb::{ClusterInfo, LeaseTimeToLiveAnswer};
 
 /// The metadata key carrying the sender's cluster id on raft streams.
 pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
+/// The metadata key carrying the sending member's hex id on raft streams (etcd's `X-Server-From`),
+/// for `etcd_network_peer_received_bytes_total{From}`.
+pub const FROM_HEADER: &str = "x-server-from";
 
 /// What a member answers to its peers.
 #[tonic::async_trait]

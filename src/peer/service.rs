@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{PeerHandler, CLUSTER_ID_HEADER};
+use super::{PeerHandler, CLUSTER_ID_HEADER, FROM_HEADER};
 use crate::error::{to_status, Error, Result};
 use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use crate::proto::metastorepb::peer_server::{Peer, PeerServer};
@@ -28,9 +28,12 @@ impl<H: PeerHandler> Peer for PeerService<H> {
             tracing::warn!(error = %e, from = ?req.remote_addr(), "refused a raft stream");
             return Err(Status::failed_precondition(e.to_string()));
         }
+        let from = req.metadata().get(FROM_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let received = crate::metrics::get().peer_received_bytes.with_label_values(&[from]);
         let mut stream = req.into_inner();
         while let Some(batch) = stream.next().await {
             for msg in batch?.messages {
+                received.inc_by(msg.len() as u64);
                 if let Err(e) = self.handler.step(&msg) {
                     return Err(Status::unavailable(e.to_string()));
                 }

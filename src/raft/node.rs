@@ -335,6 +335,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             // etcd counts a change to a known leader other than the last one seen.
             if next.leader_id != 0 && next.leader_id != cur.leader_id {
                 crate::metrics::get().leader_changes.inc();
+                // etcd's raft/node.go lines, which operators grep for leader changes.
+                tracing::info!(target: "raft", "raft.node: {:x} elected leader {:x} at term {}", next.id, next.leader_id, next.term);
+            } else if next.leader_id == 0 && cur.leader_id != 0 {
+                tracing::info!(target: "raft", "raft.node: {:x} lost leader {:x} at term {}", next.id, cur.leader_id, next.term);
             }
             let changed = *cur != next;
             *cur = next;

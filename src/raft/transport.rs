@@ -12,6 +12,11 @@
 //! the state machine keeps in step with the replicated member list.
 //!
 //! `https://` peer URLs are dialled with the member's peer TLS settings (`crate::tls`).
+//!
+//! Metrics as etcd's rafthttp keeps them (`crate::metrics`): bytes handed to each peer's stream,
+//! send failures (a message dropped on a full queue, or a batch lost with its stream), and the
+//! round trip of a probe call made on each peer connection every [`PROBE_INTERVAL`] (etcd probes
+//! over HTTP and records the smoothed round trip every 30 s).
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
@@ -33,6 +38,9 @@ const QUEUE: usize = 4096;
 /// Messages per batch on the wire.
 const BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a connected peer is probed for `etcd_network_peer_round_trip_time_seconds`; the
+/// first probe goes out on connecting.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Peer URLs by member id, shared by the transport and the state machine, and the TLS settings
 /// for `https://` ones.
@@ -86,7 +94,7 @@ impl PeerTransport {
         if !self.queues.contains_key(&to) {
             let runtime = self.runtime.as_ref()?;
             let (tx, rx) = mpsc::channel(QUEUE);
-            runtime.spawn(peer_loop(to, self.book.clone(), rx, self.reports.clone()));
+            runtime.spawn(peer_loop(self.id, to, self.book.clone(), rx, self.reports.clone()));
             self.queues.insert(to, tx);
         }
         self.queues.get(&to)
@@ -111,6 +119,9 @@ impl Transport for PeerTransport {
                 // Full queue or no runtime: drop; raft retransmits.
                 Some(Err(mpsc::error::TrySendError::Full(_))) | None => false,
             };
+            if !queued {
+                crate::metrics::get().peer_sent_failures.with_label_values(&[&format!("{to:x}")]).inc();
+            }
             if is_snapshot {
                 // raft waits for a report before it replicates to that peer again.
                 let _gone = self.reports.send(Command::SnapshotSent { to, ok: queued });
@@ -119,13 +130,19 @@ impl Transport for PeerTransport {
     }
 }
 
-/// Streams one peer's messages until the transport goes away.
+/// Streams one peer's messages (as member `from`) until the transport goes away.
 async fn peer_loop(
+    from: u64,
     to: u64,
     book: Arc<PeerBook>,
     mut queue: mpsc::Receiver<Vec<u8>>,
     reports: std_mpsc::Sender<Command>,
 ) {
+    let label = format!("{to:x}");
+    let metrics = crate::metrics::get();
+    let (sent_bytes, sent_failures) =
+        (metrics.peer_sent_bytes.with_label_values(&[&label]), metrics.peer_sent_failures.with_label_values(&[&label]));
+    let round_trip = metrics.peer_round_trip.with_label_values(&[&label]);
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(url) = book.first_url(to) else {
@@ -134,10 +151,12 @@ async fn peer_loop(
         {
             if let Ok(channel) = peer::connect(&url, book.tls()).await {
                 backoff = Duration::from_millis(50);
-                let (tx, call) = peer::open_raft_stream(channel, book.cluster_id);
+                let prober = tokio::spawn(probe(channel.clone(), round_trip.clone()));
+                let (tx, call) = peer::open_raft_stream(channel, book.cluster_id, from);
                 loop {
                     let Some(first) = queue.recv().await else {
                         call.abort();
+                        prober.abort();
                         return;
                     };
                     let mut messages = vec![first];
@@ -150,19 +169,36 @@ async fn peer_loop(
                     if failpoint::hit("peer-send-slow") {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    let (count, bytes) = (messages.len(), messages.iter().map(Vec::len).sum::<usize>());
                     if tx.send(RaftBatch { messages }).await.is_err() {
+                        sent_failures.inc_by(count as u64);
                         break; // the stream ended: reconnect
                     }
+                    sent_bytes.inc_by(bytes as u64);
                 }
                 call.abort();
+                prober.abort();
             }
         }
         if reports.send(Command::Unreachable(to)).is_err() {
             return; // the node loop is gone
         }
         // Drain what piled up while unreachable: raft resends what still matters.
-        while queue.try_recv().is_ok() {}
+        while queue.try_recv().is_ok() {
+            sent_failures.inc();
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Probes a peer connection every [`PROBE_INTERVAL`], observing each answered round trip.
+async fn probe(channel: tonic::transport::Channel, round_trip: prometheus::Histogram) {
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        if let Ok(rtt) = peer::probe(channel.clone()).await {
+            round_trip.observe(rtt.as_secs_f64());
+        }
     }
 }

@@ -56,6 +56,11 @@ pub struct Applier {
     pub stop_delay: std::time::Duration,
     /// Set once the removal was applied and the delayed stop is scheduled.
     pub removed: bool,
+    /// For the member-change log lines.
+    pub cluster_id: u64,
+    /// `--experimental-warning-apply-duration`: a request whose apply takes longer is logged
+    /// (etcd's `apply request took too long`).
+    pub warning_apply_duration: std::time::Duration,
 }
 
 impl StateMachine for Applier {
@@ -74,7 +79,10 @@ impl StateMachine for Applier {
                         .map_err(|err| Error::Internal(format!("undecodable raft entry {index}: {err}")))?;
                     let seen = batch.events().len();
                     let caller = Caller::from_record(req.caller);
+                    let kind = req.request.as_ref().map_or("empty", request_kind);
+                    let started = std::time::Instant::now();
                     let result = self.apply_one(&mut batch, index, &caller, req.request);
+                    self.warn_if_slow(started.elapsed(), kind, req.id, &result);
                     if let Err(err) = &result {
                         if !err.is_deterministic() {
                             return Err(err.clone());
@@ -226,18 +234,59 @@ impl Applier {
         Applied::Done
     }
 
+    /// etcd's slow-apply warning (etcdserver/util.go `warnOfExpensiveGenericRequest`); the
+    /// `request` field names the request's kind and id rather than printing the whole request.
+    fn warn_if_slow(&self, took: std::time::Duration, kind: &str, id: u64, result: &Result<Applied>) {
+        if took <= self.warning_apply_duration {
+            return;
+        }
+        let error = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        tracing::warn!(
+            target: "etcdserver",
+            took = %crate::go_duration::format(took),
+            "expected-duration" = %crate::go_duration::format(self.warning_apply_duration),
+            prefix = "",
+            request = %format!("header:<ID:{id} > {kind}"),
+            response = "",
+            error = %error,
+            "apply request took too long"
+        );
+    }
+
     fn change_membership(&self, batch: &mut ApplyBatch<'_>, change: MemberChange, member: Option<MemberRecord>) {
         let b = batch.batch_mut();
+        let (cluster, local) = (format!("{:x}", self.cluster_id), format!("{:x}", self.self_id));
         match change {
             MemberChange::Remove(id) => {
+                let urls = self.members.get(id).map(|m| m.peer_urls).unwrap_or_default();
                 self.members.remove(b, id);
                 self.peers.remove(id);
+                tracing::info!(
+                    target: "etcdserver/membership",
+                    {
+                        "cluster-id" = %cluster,
+                        "local-member-id" = %local,
+                        "removed-remote-peer-id" = %format!("{id:x}"),
+                        "removed-remote-peer-urls" = ?urls,
+                    },
+                    "removed member"
+                );
             }
             MemberChange::AddVoter(id) | MemberChange::AddLearner(id) => {
                 let mut m = member.map(from_record).unwrap_or_default();
                 m.id = id;
                 m.is_learner = matches!(change, MemberChange::AddLearner(_));
                 self.peers.set(id, m.peer_urls.clone());
+                tracing::info!(
+                    target: "etcdserver/membership",
+                    {
+                        "cluster-id" = %cluster,
+                        "local-member-id" = %local,
+                        "added-peer-id" = %format!("{id:x}"),
+                        "added-peer-peer-urls" = ?m.peer_urls,
+                    },
+                    "added member"
+                );
                 self.members.upsert(b, m);
             }
         }
@@ -252,6 +301,16 @@ impl Applier {
         } else {
             current.peer_urls = m.peer_urls;
             self.peers.set(current.id, current.peer_urls.clone());
+            tracing::info!(
+                target: "etcdserver/membership",
+                {
+                    "cluster-id" = %format!("{:x}", self.cluster_id),
+                    "local-member-id" = %format!("{:x}", self.self_id),
+                    "updated-remote-peer-id" = %format!("{:x}", current.id),
+                    "updated-remote-peer-urls" = ?current.peer_urls,
+                },
+                "updated member"
+            );
         }
         self.members.upsert(batch.batch_mut(), current);
         Ok(Applied::Done)
@@ -264,6 +323,23 @@ impl Applier {
             let lease = if ev.r#type == EventType::Put as i32 { kv.lease } else { 0 };
             self.lessor.attach(&kv.key, lease);
         }
+    }
+}
+
+/// The kind of a replicated request, for the slow-apply warning.
+fn request_kind(r: &Request) -> &'static str {
+    match r {
+        Request::Put(_) => "put",
+        Request::DeleteRange(_) => "delete_range",
+        Request::Txn(_) => "txn",
+        Request::Compaction(_) => "compaction",
+        Request::LeaseGrant(_) => "lease_grant",
+        Request::LeaseRevoke(_) => "lease_revoke",
+        Request::LeaseCheckpoint(_) => "lease_checkpoint",
+        Request::MemberAttributes(_) => "member_attributes",
+        Request::MemberUpdate(_) => "member_update",
+        Request::Alarm(_) => "alarm",
+        _ => "auth",
     }
 }
 

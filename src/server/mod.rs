@@ -119,6 +119,8 @@ pub struct ServerConfig {
     /// `--experimental-corrupt-check-time`: how often the leader compares HashKV with its
     /// followers; zero disables the check.
     pub corrupt_check_time: Duration,
+    /// `--experimental-warning-apply-duration`: slower applies are logged.
+    pub warning_apply_duration: Duration,
 }
 
 impl ServerConfig {
@@ -184,6 +186,8 @@ impl Server {
             self_id: cfg.member_id,
             stop_delay: cfg.heartbeat * 10,
             removed: false,
+            cluster_id: cfg.cluster_id,
+            warning_apply_duration: cfg.warning_apply_duration,
         };
         let node = NodeConfig {
             id: cfg.member_id,
