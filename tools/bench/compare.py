@@ -3,7 +3,7 @@
 
     tools/bench/compare.py --bench BIN --metastore BIN [--etcd /usr/bin/etcd] [--quick]
                            [--out docs/benchmarks.md] [--json-out FILE] [--only ID,ID]
-                           [--skip floor,single,cluster,scale,scan,auth] [--sections scan] [--keep]
+                           [--skip floor,single,cluster,scale,scan,auth,gateway] [--sections scan] [--keep]
 
 Sections, in order:
   floor    fdatasync latency of the data disk and loopback TCP round trip.
@@ -20,6 +20,9 @@ Sections, in order:
            from 10 clients without, then with, a linearizable full-keyspace Range looping
            (`get --prefix ""`); write p50/p99/max both ways, scans completed, raft term before
            and after (a change means an election).
+  gateway  JSON put and range over HTTP (`/v3/kv/put`, `/v3/kv/range`) against etcd's grpc-gateway and
+           MetaStore's, a fresh single member of each, from 16 Python keep-alive clients
+           (harness/gateway.py).
   auth     a fresh member of each kind per configuration (auth off; on with simple tokens; on
            with RS256 JWTs, key pair made with openssl in the run's scratch dir), users made with
            etcdctl (root, and a non-root user with a readwrite grant on the keys used); put and
@@ -48,7 +51,7 @@ import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import doc, plan, servers  # noqa: E402
+from harness import doc, gateway, plan, servers  # noqa: E402
 
 
 class Bench:
@@ -298,6 +301,31 @@ def run_auth(bench, opts, workdir, live):
     return out
 
 
+def run_gateway(bench, opts, workdir, live):
+    """JSON put, then range, over HTTP against one fresh member of each server, alternating which goes first."""
+    duration = plan.MODES[opts.mode]["duration"] * 3
+    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "gateway"), 1, bench.binary)
+    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "gateway"), 1, bench.binary)
+    live += [etcd, ms]
+    etcd.start()
+    ms.start()
+    for c in (etcd, ms):
+        gateway.preload(c.endpoints)
+    results = {}
+    for i, wid in enumerate(("gateway-put", "gateway-range")):
+        order = [("etcd", etcd), ("metastore", ms)]
+        if i % 2:
+            order.reverse()
+        for name, c in order:
+            r = gateway.run(c.endpoints, wid.split("-")[1], duration)
+            results.setdefault(wid, {})[name] = r
+            log(f"  {wid:<14} {name:<9} {summary(r)}")
+            time.sleep(1)
+    etcd.stop()
+    ms.stop()
+    return {"workloads": results, "duration": duration, "clients": gateway.CLIENTS}
+
+
 def scan_summary(r):
     if "harness_error" in r:
         return "ERROR " + r["harness_error"]
@@ -321,7 +349,7 @@ def parse_args():
     p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
                    help="parent of the run's data dirs (must be a real disk, not tmpfs)")
     p.add_argument("--only", help="comma-separated workload ids (debugging)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan,auth")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan,auth,gateway")
     p.add_argument("--sections", help="comma-separated sections to run (default: all); with --out, only "
                    "their parts of an existing document are replaced")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
@@ -342,7 +370,7 @@ def parse_args():
     return o
 
 
-SECTIONS = ("floor", "single", "cluster", "scale", "scan", "auth")
+SECTIONS = ("floor", "single", "cluster", "scale", "scan", "auth", "gateway")
 
 
 def write(text, opts, res=None):
@@ -401,6 +429,7 @@ def main():
         ("scan", "reads under writes: put-under-scan", lambda: run_scan(bench, opts, workdir, live)),
         ("auth", "auth: put and range with auth off, simple tokens, JWTs; Authenticate storm",
          lambda: run_auth(bench, opts, workdir, live)),
+        ("gateway", "JSON gateway: put and range over HTTP", lambda: run_gateway(bench, opts, workdir, live)),
     ]
     try:
         for name, title, run in sections:

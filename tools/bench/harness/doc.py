@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import time
 
-from harness import plan
+from harness import gateway, plan
 from harness.render import fmt_num, mib, ratio, table, workload_rows
 
 
@@ -391,6 +391,7 @@ SECTION_HEADINGS = {
     "scale": "## Scale",
     "scan": "## Reads under writes: put latency during full-keyspace scans",
     "auth": "## Auth: simple tokens and JWTs against no auth",
+    "gateway": "## JSON gateway: put and range over HTTP",
 }
 
 
@@ -412,9 +413,11 @@ def section_text(res, name, partial=False):
                 "succeeds, then reads with 1 client.\n\n" + scale_section(res["scale"]))
     elif name == "scan":
         body = scan_section(res["scan"])
+    elif name == "gateway":
+        body = gateway.section(res["gateway"])
     else:
         body = auth_section(res["auth"])
-    if name in ("scan", "auth") or partial:
+    if name in ("scan", "auth", "gateway") or partial:
         make = "make bench BENCH_QUICK=1" if res["mode"] == "quick" else "make bench"
         argv = "python3 " + shlex.join(res.get("argv", ["tools/bench/compare.py"]))
         how = f"{res['mode'].capitalize()} mode, {res['date']}"
@@ -468,7 +471,7 @@ def failure_list(res):
             msg = r.get("error_messages", {}).get(code, "").replace("\n", " ")[:200]
             found.append(f"- {section} / {wid} / {server}: `{code}` ×{n}: {msg}")
 
-    for section in ("single", "cluster"):
+    for section in ("single", "cluster", "gateway"):
         for wid, sides in res.get(section, {}).get("workloads", {}).items():
             for server, r in sides.items():
                 add(section, wid, server, r)
