@@ -57,6 +57,8 @@ pub struct Metrics {
     pub leader_changes: IntCounter,
     pub proposals_pending: IntGauge,
     pub proposals_failed: IntCounter,
+    /// Applies slower than `--experimental-warning-apply-duration` (each also logged).
+    pub slow_applies: IntCounter,
     /// Around the synced raft-log write (etcd: WAL fsync).
     pub wal_fsync: Histogram,
     /// Around the applier's batch write (etcd: bbolt commit).
@@ -282,6 +284,12 @@ impl Metrics {
                 "server",
                 "proposals_failed_total",
                 "The total number of failed proposals seen.",
+            ),
+            slow_applies: counter(
+                "etcd",
+                "server",
+                "slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
             ),
             wal_fsync: histogram(
                 "disk",

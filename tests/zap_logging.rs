@@ -67,6 +67,11 @@ fn zap_lines_go_to_every_output_with_etcds_messages_and_fields() {
     assert_eq!((slow["level"].as_str(), slow["expected-duration"].as_str()), (Some("warn"), Some("1ns")));
     assert!(slow["took"].as_str().is_some_and(|t| t.ends_with('s')), "{slow}");
 
+    // Each slow apply is counted too.
+    let metrics = common::http_get(m.endpoint().trim_start_matches("http://"), "/metrics").expect("metrics");
+    let slow = metrics.lines().find_map(|l| l.strip_prefix("etcd_server_slow_apply_total ")).expect("slow applies");
+    assert!(slow.trim().parse::<f64>().is_ok_and(|n| n >= 1.0), "etcd_server_slow_apply_total {slow}");
+
     // The same lines on stderr (the harness's log file).
     assert!(find(&zap_lines(&m.log()), "ready to serve client requests").is_some(), "{}", m.log());
 

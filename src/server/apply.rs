@@ -240,7 +240,9 @@ impl Applier {
         if took <= self.warning_apply_duration {
             return;
         }
-        let error = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        crate::metrics::get().slow_applies.inc();
+        // zap leaves out a nil error; tracing leaves out a `None` field.
+        let error = result.as_ref().err().map(|e| tracing::field::display(e.to_string()));
         tracing::warn!(
             target: "etcdserver",
             took = %crate::go_duration::format(took),
@@ -248,7 +250,7 @@ impl Applier {
             prefix = "",
             request = %format!("header:<ID:{id} > {kind}"),
             response = "",
-            error = %error,
+            error,
             "apply request took too long"
         );
     }
