@@ -68,7 +68,7 @@ test-robustness: build
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).
-# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan,auth,gateway) runs only those sections
+# BENCH_SECTIONS=scan (comma-separated: floor,single,cluster,scale,scan,auth,gateway,defrag) runs only those sections
 # and replaces only their part of $(BENCH_OUT) (the layers benchmark then does not run);
 # BENCH_SECTIONS=auth is the auth note (about 7 minutes, 5 with BENCH_QUICK=1).
 BENCH_QUICK ?=

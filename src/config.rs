@@ -38,7 +38,7 @@ use Support::{Honoured, Ignored};
 const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("name", Value, "default", Honoured),
     ("data-dir", Value, "", Honoured),
-    ("wal-dir", Value, "", Ignored),
+    ("wal-dir", Value, "", Honoured),
     ("snapshot-count", Value, "100000", Honoured),
     ("heartbeat-interval", Value, "100", Honoured),
     ("election-timeout", Value, "1000", Honoured),
@@ -109,11 +109,11 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("experimental-enable-v2v3", Value, "", Ignored),
     ("experimental-backend-bbolt-freelist-type", Value, "array", Ignored),
     ("experimental-enable-lease-checkpoint", Bool, "false", Ignored),
-    ("experimental-compaction-batch-limit", Value, "1000", Ignored),
+    ("experimental-compaction-batch-limit", Value, "1000", Honoured),
     ("experimental-peer-skip-client-san-verification", Bool, "false", Ignored),
     ("experimental-watch-progress-notify-interval", Value, "10m", Honoured),
     ("experimental-warning-apply-duration", Value, "100ms", Honoured),
-    ("force-new-cluster", Bool, "false", Ignored),
+    ("force-new-cluster", Bool, "false", Honoured),
     ("debug", Bool, "false", Ignored),
     ("log-package-levels", Value, "", Ignored),
     ("config-file", Value, "", Honoured),
@@ -142,6 +142,8 @@ pub struct PeerTlsFlags {
 pub struct Config {
     pub name: String,
     pub data_dir: String,
+    /// `--wal-dir`: RocksDB's write-ahead log directory (empty: inside the data dir).
+    pub wal_dir: String,
     pub listen_client_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
@@ -162,6 +164,11 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// `--experimental-corrupt-check-time` (0: off).
     pub corrupt_check_time: Duration,
+    /// `--force-new-cluster`: restart as a one-member cluster from this member's data.
+    pub force_new_cluster: bool,
+    /// `--experimental-compaction-batch-limit`: compacted revisions deleted per engine write
+    /// (0 or less: etcd's 1000).
+    pub compaction_batch_limit: usize,
     pub log_level: String,
     pub storage_engine: StorageEngine,
     pub peer_tls: PeerTlsFlags,
@@ -332,6 +339,7 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
     Ok(Config {
         name,
         data_dir,
+        wal_dir: get("wal-dir"),
         listen_client_urls: list(&get("listen-client-urls")),
         advertise_client_urls: list(&get("advertise-client-urls")),
         listen_peer_urls: list(&get("listen-peer-urls")),
@@ -348,6 +356,17 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         watch_progress_interval: parse_duration(&get("experimental-watch-progress-notify-interval"))?,
         initial_corrupt_check: get("experimental-initial-corrupt-check") == "true",
         corrupt_check_time: parse_duration(&get("experimental-corrupt-check-time"))?,
+        force_new_cluster: get("force-new-cluster") == "true",
+        compaction_batch_limit: match get("experimental-compaction-batch-limit").parse::<i64>() {
+            Ok(n) if n > 0 => n as usize,
+            Ok(_) => 1000,
+            Err(_) => {
+                return Err(format!(
+                    "invalid value {:?} for flag --experimental-compaction-batch-limit",
+                    get("experimental-compaction-batch-limit")
+                ))
+            }
+        },
         auto_compaction: AutoCompaction::from_flags(&get("auto-compaction-mode"), &get("auto-compaction-retention"))?,
         quota_backend_bytes: get("quota-backend-bytes")
             .parse()

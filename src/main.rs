@@ -95,6 +95,8 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         auto_compaction: cfg.auto_compaction,
         corrupt_check_time: cfg.corrupt_check_time,
         warning_apply_duration: cfg.warning_apply_duration,
+        force_new_cluster: cfg.force_new_cluster,
+        compaction_batch_limit: cfg.compaction_batch_limit,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -247,9 +249,40 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
         StorageEngine::Memory => Ok(Arc::new(MemoryEngine::new())),
         StorageEngine::RocksDb => {
             let dir = Path::new(&cfg.data_dir).join("member").join("rocksdb");
+            let wal_dir = wal_dir(cfg, &dir)?;
             std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
-            let engine = RocksEngine::open(&dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
+            let engine = RocksEngine::open_with_wal(&dir, wal_dir.as_deref())
+                .map_err(|e| format!("open {}: {e}", dir.display()))?;
             Ok(Arc::new(engine))
+        }
+    }
+}
+
+/// Where RocksDB's write-ahead log goes: `--wal-dir` when given. RocksDB finds its WAL only in
+/// the directory it is opened with, so the data dir records the one it was created with
+/// (`member/wal-dir`) and a start that names another is refused instead of silently losing the
+/// writes only that WAL holds.
+fn wal_dir(cfg: &Config, db_dir: &Path) -> Result<Option<std::path::PathBuf>, String> {
+    let marker = Path::new(&cfg.data_dir).join("member").join("wal-dir");
+    let recorded = std::fs::read_to_string(&marker).ok().map(|s| s.trim_end_matches('\n').to_string());
+    let given = (!cfg.wal_dir.is_empty()).then(|| cfg.wal_dir.clone());
+    let existing = db_dir.join("CURRENT").exists();
+    match (recorded, given) {
+        (None, None) => Ok(None),
+        (Some(r), Some(g)) if r == g => Ok(Some(g.into())),
+        (Some(r), _) => Err(format!(
+            "the data dir {} keeps its write-ahead log in {r}: start it with --wal-dir {r}",
+            cfg.data_dir
+        )),
+        (None, Some(_)) if existing => Err(format!(
+            "the data dir {} keeps its write-ahead log inside it: --wal-dir can only be chosen when a data dir is created",
+            cfg.data_dir
+        )),
+        (None, Some(g)) => {
+            let member = marker.parent().expect("marker has a parent");
+            std::fs::create_dir_all(member).map_err(|e| format!("create data dir {}: {e}", member.display()))?;
+            std::fs::write(&marker, format!("{g}\n")).map_err(|e| format!("write {}: {e}", marker.display()))?;
+            Ok(Some(g.into()))
         }
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! * [`key_range`]: the `range_end` rules (single key, from-key, prefix, interval);
 //! * [`store`]: [`KvStore`], its read views, apply batches and write transactions;
+//! * [`purge`]: compaction's physical half, deleting compacted history in batches off the apply
+//!   path;
 //! * [`txn`]: etcd's compare rules for `Txn`;
 //! * [`watch`]: the watch hub (synced, unsynced and victim watchers, progress).
 //!
@@ -15,6 +17,7 @@
 
 pub mod key_index;
 pub mod key_range;
+mod purge;
 pub mod revision;
 pub mod store;
 #[cfg(test)]

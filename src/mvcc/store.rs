@@ -24,6 +24,7 @@ use prost::Message;
 
 use super::key_index::KeyIndex;
 use super::key_range::KeyRange;
+use super::purge::{Job, Purger};
 use super::revision::Revision;
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -55,34 +56,80 @@ struct State {
     current_rev: i64,
     /// History below this revision is gone; 0 before the first compaction.
     compact_rev: i64,
+    /// Whether any compaction happened, even one at revision 0 (etcd's compact revision is -1
+    /// until then, so a first `compaction 0` succeeds and a second one is `compacted`).
+    compacted: bool,
 }
 
 pub struct KvStore {
     engine: Arc<dyn Engine>,
     state: RwLock<State>,
+    /// Deletes compacted history in batches, off the apply path.
+    purger: Purger,
 }
 
 impl KvStore {
     /// Opens the store over `engine`, rebuilding the key index from stored history and finishing
     /// a compaction that a crash interrupted.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
+        Self::open_with_batch_limit(engine, super::purge::DEFAULT_BATCH_LIMIT)
+    }
+
+    /// [`KvStore::open`] deleting compacted history `batch_limit` keys per engine write
+    /// (`--experimental-compaction-batch-limit`).
+    pub fn open_with_batch_limit(engine: Arc<dyn Engine>, batch_limit: usize) -> Result<Self> {
         let (state, scheduled) = load(&*engine)?;
-        let store = Self { engine, state: RwLock::new(state) };
+        let purger = Purger::start(engine.clone(), batch_limit);
+        let store = Self { engine, state: RwLock::new(state), purger };
         store.finish_compaction(scheduled)?;
         Ok(store)
+    }
+
+    /// Waits until compacted history is physically deleted (see [`super::purge`]).
+    pub fn wait_purged(&self) {
+        self.purger.wait_idle();
+    }
+
+    /// The shared lock, taken while no compacted history awaits deletion: what the engine holds
+    /// then depends only on the revision, not on deletion progress (no deletion can start while
+    /// the lock is held, since compactions are applied under the exclusive lock).
+    fn settled(&self) -> RwLockReadGuard<'_, State> {
+        loop {
+            let st = self.state.read().expect("mvcc lock");
+            if self.purger.is_idle() {
+                return st;
+            }
+            drop(st);
+            self.purger.wait_idle();
+        }
+    }
+
+    /// Runs `read` on an engine snapshot of settled history (see `settled`); the lock is
+    /// released once the snapshot is taken, before `read` runs.
+    pub fn with_settled_snapshot(&self, read: &mut dyn FnMut(&dyn crate::storage::Reads) -> Result<()>) -> Result<()> {
+        let mut locked = Some(self.settled());
+        self.engine.with_snapshot(&mut |snap| {
+            locked.take();
+            read(snap)
+        })
     }
 
     /// Rebuilds the in-memory index from the engine after its tables were replaced wholesale
     /// (a snapshot from the leader was installed).
     pub fn reload(&self) -> Result<()> {
+        self.purger.wait_idle();
         let (state, scheduled) = load(&*self.engine)?;
         *self.state.write().expect("mvcc lock") = state;
         self.finish_compaction(scheduled)
     }
 
-    fn finish_compaction(&self, scheduled: i64) -> Result<()> {
-        let finished = self.read().compact_rev();
-        if scheduled > finished {
+    fn finish_compaction(&self, scheduled: Option<i64>) -> Result<()> {
+        let (finished, compacted) = {
+            let st = self.state.read().expect("mvcc lock");
+            (st.compact_rev, st.compacted)
+        };
+        let Some(scheduled) = scheduled else { return Ok(()) };
+        if scheduled > finished || !compacted {
             tracing::info!(scheduled, finished, "resuming interrupted compaction");
             let mut apply = self.apply();
             apply.compact(scheduled)?;
@@ -114,6 +161,9 @@ impl KvStore {
             batch: WriteBatch::new(),
             overlay: HashMap::new(),
             events: Vec::new(),
+            purger: &self.purger,
+            purge: Vec::new(),
+            purge_rev: None,
         }
     }
 
@@ -126,8 +176,10 @@ impl KvStore {
     /// revisions at or below the compaction that a compaction at `rev` would remove. Reads an
     /// engine snapshot taken under the shared lock, which is released before the scan.
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
-        let st = self.state.read().expect("mvcc lock");
+        let st = self.settled();
         let (current, compact) = (st.current_rev, st.compact_rev);
+        // etcd's compact revision is -1 until the first compaction.
+        let reported_compact = if st.compacted { compact } else { -1 };
         if rev > 0 && rev <= compact {
             return Err(Error::Compacted);
         }
@@ -156,7 +208,7 @@ impl KvStore {
                 true
             })
         })?;
-        Ok(KvHash { hash: hash.sum(), current_rev: current, compact_rev: compact })
+        Ok(KvHash { hash: hash.sum(), current_rev: current, compact_rev: reported_compact })
     }
 }
 
@@ -166,16 +218,19 @@ pub struct KvHash {
     pub hash: u32,
     /// The store's revision when the hash was taken.
     pub current_rev: i64,
+    /// -1 before the first compaction, as etcd.
     pub compact_rev: i64,
 }
 
 /// Reads the stored history into a fresh index; also returns the scheduled compaction revision.
-fn load(engine: &dyn Engine) -> Result<(State, i64)> {
-    let meta = |k: &[u8]| -> Result<i64> {
-        Ok(engine.get(Table::Meta, k)?.as_deref().and_then(decode_u64).unwrap_or(0) as i64)
+fn load(engine: &dyn Engine) -> Result<(State, Option<i64>)> {
+    let meta = |k: &[u8]| -> Result<Option<i64>> {
+        Ok(engine.get(Table::Meta, k)?.as_deref().and_then(decode_u64).map(|v| v as i64))
     };
     let (scheduled, finished) = (meta(META_SCHEDULED_COMPACT)?, meta(META_FINISHED_COMPACT)?);
-    let mut state = State { index: BTreeMap::new(), current_rev: 1, compact_rev: finished };
+    let compacted = finished.is_some();
+    let finished = finished.unwrap_or(0);
+    let mut state = State { index: BTreeMap::new(), current_rev: 1, compact_rev: finished, compacted };
     let mut bad = None;
     engine.scan(Table::Key, b"", b"", &mut |k, v| {
         let (Some((rev, tombstone)), Ok(kv)) = (Revision::from_key(k), KeyValue::decode(v)) else {
@@ -189,7 +244,7 @@ fn load(engine: &dyn Engine) -> Result<(State, i64)> {
     if let Some(k) = bad {
         return Err(Error::Storage(format!("malformed history record at {k:?}")));
     }
-    state.current_rev = state.current_rev.max(scheduled).max(finished);
+    state.current_rev = state.current_rev.max(scheduled.unwrap_or(0)).max(finished);
     Ok((state, scheduled))
 }
 
@@ -410,6 +465,12 @@ pub struct ApplyBatch<'a> {
     batch: WriteBatch,
     overlay: HashMap<Revision, KeyValue>,
     events: Vec<Event>,
+    purger: &'a Purger,
+    /// Stored revision keys a compaction in this batch dropped from the index, deleted after
+    /// the commit by the purger.
+    purge: Vec<Vec<u8>>,
+    /// The last compaction revision in this batch.
+    purge_rev: Option<i64>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -429,31 +490,39 @@ impl<'a> ApplyBatch<'a> {
 
     /// Compacts history below `rev`: keeps each key's newest version at or below it. Records the
     /// scheduled and finished markers in the same batch, so a crash never leaves it half done.
+    /// etcd's rule (`updateCompactRev`): a revision at or below the last compaction (-1 before
+    /// the first, so `compaction 0` succeeds once) is `compacted`, one past the current revision
+    /// a future one.
+    ///
+    /// This is the logical half (see [`super::purge`]): the revision and the index change now,
+    /// with the `scheduled` marker in this batch; the stored revisions the index dropped are
+    /// deleted in batches after the commit, and the `finished` marker follows them.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
-        if rev <= self.state.compact_rev {
+        let compacted_through = if self.state.compacted { self.state.compact_rev } else { -1 };
+        if rev <= compacted_through {
             return Err(Error::Compacted);
         }
         if rev > self.state.current_rev {
             return Err(Error::FutureRev);
         }
         self.state.compact_rev = rev;
+        self.state.compacted = true;
         // The key index knows every stored revision, so what to remove comes from it, in memory:
         // no scan of the stored history on the apply path.
         let mut keep = HashSet::new();
-        let batch = &mut self.batch;
+        let doomed = &mut self.purge;
         self.state.index.retain(|_, ki| {
             let candidates = ki.revisions_through(rev);
             ki.compact(rev, &mut keep);
             for (r, tombstone) in candidates {
                 if !keep.contains(&r) {
-                    batch.delete(Table::Key, r.to_key(tombstone));
+                    doomed.push(r.to_key(tombstone));
                 }
             }
             !ki.is_empty()
         });
-        let marker = (rev as u64).to_be_bytes();
-        self.batch.put(Table::Meta, META_SCHEDULED_COMPACT, marker);
-        self.batch.put(Table::Meta, META_FINISHED_COMPACT, marker);
+        self.purge_rev = Some(rev);
+        self.batch.put(Table::Meta, META_SCHEDULED_COMPACT, (rev as u64).to_be_bytes());
         Ok(())
     }
 
@@ -470,8 +539,12 @@ impl<'a> ApplyBatch<'a> {
     /// Writes everything atomically (unsynced: the raft log is the durable record) and returns
     /// the events of the committed transactions, in revision order.
     pub fn commit(self) -> Result<Vec<Event>> {
-        let ApplyBatch { state, engine, batch, events, .. } = self;
+        let ApplyBatch { state, engine, batch, events, purger, purge, purge_rev, .. } = self;
         engine.write(batch, false)?;
+        if let Some(rev) = purge_rev {
+            // Queued under the exclusive lock: see `KvStore::settled`.
+            purger.submit(Job { rev, keys: purge });
+        }
         drop(state);
         Ok(events)
     }

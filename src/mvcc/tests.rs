@@ -133,6 +133,7 @@ fn compaction_keeps_latest_and_survives_reopen() {
         assert_eq!(get(&kv, single("a"), 5).unwrap(), vec![("a".into(), "2".into(), 2, 3, 2)]);
         assert_eq!(get(&kv, single("b"), 5).unwrap(), vec![]);
         assert_eq!(kv.read().history(&KeyRange::From(vec![0]), 4, 6), Err(Error::Compacted));
+        kv.wait_purged();
         let stored = crate::storage::scan_all(&*engine, crate::storage::Table::Key, b"", b"").unwrap();
         assert_eq!(stored.len(), 2, "only a@3 and a@6 stay stored");
         drop(kv);
@@ -159,6 +160,90 @@ fn compaction_of_a_trailing_delete_keeps_the_revision() {
         let kv = KvStore::open(engine).unwrap();
         assert_eq!(kv.read().rev(), 3, "the current revision never goes back");
         assert_eq!(put(&kv, "a", "2"), 4);
+    }
+}
+
+/// `k00..k49` put three times (revisions 2..=151), then `k00..k09` deleted (152).
+fn three_rounds(kv: &KvStore) {
+    for round in 0..3 {
+        for i in 0..50 {
+            put(kv, &format!("k{i:02}"), &format!("v{round}"));
+        }
+    }
+    del(kv, KeyRange::Between(b"k00".to_vec(), b"k10".to_vec()));
+}
+
+fn stored_revisions(engine: &Arc<dyn Engine>) -> usize {
+    crate::storage::scan_all(&**engine, crate::storage::Table::Key, b"", b"").unwrap().len()
+}
+
+fn finished_marker(engine: &Arc<dyn Engine>) -> Option<u64> {
+    let marker = engine.get(crate::storage::Table::Meta, crate::storage::schema::META_FINISHED_COMPACT).unwrap();
+    marker.as_deref().and_then(crate::storage::schema::decode_u64)
+}
+
+/// Compaction's physical half deletes history in batches (7 keys here) after the logical half:
+/// reads see the compaction at once, the stored history ends as one big batch leaves it, HashKV
+/// is the same whatever the batch size, and the `finished` marker follows the last batch. A
+/// crash after the logical half (`scheduled` ahead of `finished`) is completed at the next open.
+#[test]
+fn compaction_deletes_history_in_batches_with_the_same_outcome() {
+    for (engine, _dir) in engines() {
+        let (reference, _ref_dir) = engines().remove(0);
+        let one_batch = KvStore::open(reference.clone()).unwrap();
+        let kv = KvStore::open_with_batch_limit(engine.clone(), 7).unwrap();
+        for store in [&kv, &one_batch] {
+            three_rounds(store);
+            assert_eq!(store.hash_kv(0).unwrap().compact_rev, -1, "etcd's compact revision before any");
+            let mut apply = store.apply();
+            apply.compact(140).unwrap();
+            apply.commit().unwrap();
+        }
+        assert_eq!(get(&kv, single("k20"), 139), Err(Error::Compacted), "visible at once");
+        assert_eq!(get(&kv, single("k20"), 140).unwrap(), vec![("k20".into(), "v2".into(), 22, 122, 3)]);
+        assert_eq!(get(&kv, single("k45"), 140).unwrap(), vec![("k45".into(), "v1".into(), 47, 97, 2)]);
+        let hash = kv.hash_kv(0).unwrap();
+        assert_eq!(hash, one_batch.hash_kv(0).unwrap());
+        assert_eq!(hash.compact_rev, 140);
+        kv.wait_purged();
+        // Kept: k00..k38's round-2 revision (at or below 140), k39..k49's round-1 and round-2
+        // revisions, and the ten tombstones.
+        assert_eq!(stored_revisions(&engine), 39 + 22 + 10);
+        assert_eq!(finished_marker(&engine), Some(140));
+        // A crash right after the logical half of a compaction at 151: reopening finishes it.
+        let mut b = crate::storage::WriteBatch::new();
+        b.put(crate::storage::Table::Meta, crate::storage::schema::META_SCHEDULED_COMPACT, 151u64.to_be_bytes());
+        engine.write(b, true).unwrap();
+        drop(kv);
+        let kv = KvStore::open_with_batch_limit(engine.clone(), 7).unwrap();
+        assert_eq!(kv.read().compact_rev(), 151);
+        kv.wait_purged();
+        assert_eq!(stored_revisions(&engine), 50 + 10, "each key's newest revision and the tombstones");
+        assert_eq!(finished_marker(&engine), Some(151));
+    }
+}
+
+/// etcd's compact revision is -1 until the first compaction: compacting at 0 succeeds once
+/// (and is remembered across a restart); then 0 is compacted, as any revision at or below.
+#[test]
+fn the_first_compaction_may_be_at_revision_zero() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine.clone()).unwrap();
+        assert_eq!(kv.apply().compact(-1), Err(Error::Compacted));
+        let mut apply = kv.apply();
+        apply.compact(0).unwrap();
+        apply.commit().unwrap();
+        assert_eq!(kv.hash_kv(0).unwrap().compact_rev, 0);
+        assert_eq!(kv.apply().compact(0), Err(Error::Compacted));
+        kv.wait_purged();
+        drop(kv);
+        let kv = KvStore::open(engine).unwrap();
+        assert_eq!(kv.apply().compact(0), Err(Error::Compacted));
+        assert_eq!(kv.hash_kv(0).unwrap().compact_rev, 0);
+        put(&kv, "a", "1");
+        let mut apply = kv.apply();
+        apply.compact(1).unwrap();
+        apply.commit().unwrap();
     }
 }
 

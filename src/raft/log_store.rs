@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use super::SnapshotSource;
@@ -167,6 +167,65 @@ impl LogStore {
         }
         state.hard_state = hard_state;
         Ok(Self { engine, snapshots: None, state: RwLock::new(state) })
+    }
+
+    /// etcd's `restartAsStandaloneNode` (`--force-new-cluster`): rewrites an existing log so
+    /// that member `id` forms a cluster of its own, keeping everything it committed. Entries
+    /// past the commit index are dropped (nobody can commit them any more); one committed
+    /// configuration change per other member removes it, appended at the commit index with the
+    /// current term; the hard state's commit index moves past them. All in one synced write, so
+    /// a crash leaves the old log or the new one, and running it again changes nothing. The
+    /// removals then take effect through the ordinary apply path (raft's configuration and the
+    /// state machine's member list alike). Returns the removed members.
+    pub fn force_standalone(engine: Arc<dyn Engine>, id: u64, applied: u64) -> Result<Vec<u64>> {
+        let store = Self::open(engine.clone(), applied)?;
+        let mut hs = store.hard_state();
+        let commit = hs.commit;
+        // The persisted configuration reflects every applied change; committed ones not yet
+        // applied follow from the log (etcd's getIDs).
+        let cs = store.conf_state();
+        if cs.learners.contains(&id) {
+            return Err(Error::InvalidArgument("a learner cannot force a new cluster: promote it first".into()));
+        }
+        let mut ids: std::collections::BTreeSet<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+        let unapplied = (applied + 1).max(store.first_index());
+        if unapplied <= commit {
+            let entries = store
+                .entries(unapplied, commit + 1, None, GetEntriesContext::empty(false))
+                .map_err(|e| Error::Storage(format!("reading the committed log: {e}")))?;
+            for e in entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+                let cc: ConfChange = decode(&e.data, "conf change")?;
+                match cc.get_change_type() {
+                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => ids.insert(cc.node_id),
+                    ConfChangeType::RemoveNode => ids.remove(&cc.node_id),
+                };
+            }
+        }
+        if !ids.contains(&id) {
+            return Err(Error::InvalidArgument(format!("member {id:x} is not in its own cluster configuration")));
+        }
+        let removed: Vec<u64> = ids.into_iter().filter(|m| *m != id).collect();
+        let mut batch = WriteBatch::new();
+        batch.delete_range(Table::RaftLog, u64_key(commit + 1).to_vec(), Vec::new());
+        for (i, node_id) in removed.iter().enumerate() {
+            let cc = ConfChange { change_type: ConfChangeType::RemoveNode, node_id: *node_id, ..Default::default() };
+            let mut e =
+                Entry { index: commit + 1 + i as u64, term: hs.term, data: encode(&cc).into(), ..Default::default() };
+            e.set_entry_type(EntryType::EntryConfChange);
+            batch.put(Table::RaftLog, u64_key(e.index).to_vec(), encode(&e));
+        }
+        let discarded = store.read().last.saturating_sub(commit);
+        hs.commit = commit + removed.len() as u64;
+        batch.put(Table::RaftState, RAFT_HARD_STATE, encode(&hs));
+        engine.write(batch, true)?;
+        tracing::warn!(
+            member = %format!("{id:x}"),
+            commit = hs.commit,
+            discarded_uncommitted_entries = discarded,
+            removed = ?removed.iter().map(|m| format!("{m:x}")).collect::<Vec<_>>(),
+            "forcing restart of member as a new one-member cluster (--force-new-cluster)"
+        );
+        Ok(removed)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, LogState> {
@@ -447,6 +506,54 @@ mod tests {
         assert_eq!(reopened.first_index(), 4);
         assert_eq!(reopened.term(3).unwrap(), 1);
         assert!(reopened.entries(2, 5, None, GetEntriesContext::empty(false)).is_err());
+    }
+
+    /// `--force-new-cluster` on a member of {1, 2, 3} that also saw member 4 added (committed,
+    /// not yet applied) and an uncommitted entry: the uncommitted entry is dropped, committed
+    /// removals of 2, 3 and 4 follow the commit index at the current term, and a second run
+    /// finds nobody left to remove.
+    #[test]
+    fn forcing_a_new_cluster_removes_every_other_member_after_the_commit_index() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let conf = |index: u64, change_type: ConfChangeType, node_id: u64| {
+            let cc = ConfChange { change_type, node_id, ..Default::default() };
+            let mut e = Entry { index, term: 2, data: encode(&cc).into(), ..Default::default() };
+            e.set_entry_type(EntryType::EntryConfChange);
+            e
+        };
+        let store = LogStore::bootstrap(engine.clone(), vec![1, 2, 3], Vec::new(), WriteBatch::new()).unwrap();
+        let mut entries: Vec<Entry> = (1..=4).map(|index| Entry { index, term: 2, ..Default::default() }).collect();
+        entries.push(conf(5, ConfChangeType::AddNode, 4));
+        entries.push(Entry { index: 6, term: 2, data: b"uncommitted".to_vec().into(), ..Default::default() });
+        store.persist(&entries, Some(&HardState { term: 3, vote: 1, commit: 5, ..Default::default() })).unwrap();
+        drop(store);
+        let removed = LogStore::force_standalone(engine.clone(), 1, 4).unwrap();
+        assert_eq!(removed, vec![2, 3, 4]);
+        let store = LogStore::open(engine.clone(), 4).unwrap();
+        let hs = store.hard_state();
+        assert_eq!((hs.term, hs.vote, hs.commit), (3, 1, 8));
+        assert_eq!(store.last_index().unwrap(), 8, "the uncommitted entry is gone");
+        let tail = store.entries(6, 9, None, GetEntriesContext::empty(false)).unwrap();
+        let changes: Vec<(u64, u64, ConfChangeType)> = tail
+            .iter()
+            .map(|e| {
+                let cc: ConfChange = decode(&e.data, "conf change").unwrap();
+                (e.index, e.term, cc.get_change_type())
+            })
+            .collect();
+        assert_eq!(changes.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(6, 3), (7, 3), (8, 3)]);
+        assert!(changes.iter().all(|c| c.2 == ConfChangeType::RemoveNode));
+        // Once applied (the persisted configuration is then {1}), nothing is left to remove.
+        store.set_conf_state(ConfState { voters: vec![1], ..Default::default() }).unwrap();
+        drop(store);
+        assert_eq!(LogStore::force_standalone(engine.clone(), 1, 8).unwrap(), Vec::<u64>::new());
+        assert_eq!(LogStore::open(engine.clone(), 8).unwrap().last_index().unwrap(), 8);
+        // A learner is refused.
+        let learner: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let store = LogStore::bootstrap(learner.clone(), vec![1], Vec::new(), WriteBatch::new()).unwrap();
+        store.set_conf_state(ConfState { voters: vec![1], learners: vec![2], ..Default::default() }).unwrap();
+        drop(store);
+        assert!(LogStore::force_standalone(learner, 2, 0).is_err());
     }
 
     use std::sync::atomic::{AtomicUsize, Ordering};

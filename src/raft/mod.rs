@@ -21,6 +21,10 @@
 //! that needs entries from before it receives a state-machine snapshot (from the server's
 //! [`SnapshotSource`]) inside raft's snapshot message, then the log after it.
 //!
+//! `--force-new-cluster` is etcd's disaster recovery after losing quorum: before the node starts,
+//! [`LogStore::force_standalone`] rewrites the log so that committed configuration changes remove
+//! every other member; raft and the state machine then apply them as any other.
+//!
 //! Not done here yet: streaming snapshots in chunks (one message carries a whole snapshot).
 
 mod log_store;
@@ -264,6 +268,9 @@ pub fn start<S: StateMachine>(
     peers: Arc<PeerBook>,
 ) -> Result<(RaftHandle, std::thread::JoinHandle<Result<()>>)> {
     let mut store = if LogStore::exists(&*engine)? {
+        if cfg.force_new_cluster {
+            LogStore::force_standalone(engine.clone(), cfg.id, cfg.applied)?;
+        }
         LogStore::open(engine, cfg.applied)?
     } else {
         match bootstrap {

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub applied: u64,
     /// Applied entries between log compactions (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
+    /// `--force-new-cluster`: on an existing log, first remove every other member
+    /// ([`LogStore::force_standalone`]).
+    pub force_new_cluster: bool,
 }
 
 /// Entries kept after a compaction so slightly lagging members catch up without a snapshot

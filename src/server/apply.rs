@@ -124,6 +124,8 @@ impl StateMachine for Applier {
     }
 
     fn stage_restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<()> {
+        // A deletion still running would write its `finished` marker over the snapshot's.
+        self.kv.wait_purged();
         super::snapshot::stage(data, batch)
     }
 

@@ -58,8 +58,7 @@ impl Server {
         let h = tokio::task::spawn_blocking(move || kv.hash_kv(r.revision))
             .await
             .map_err(|e| crate::error::Error::Internal(format!("hash: {e}")))??;
-        // etcd's compact revision is -1 until the first compaction.
-        let compact_revision = if h.compact_rev == 0 { -1 } else { h.compact_rev };
+        let compact_revision = h.compact_rev;
         // Test failpoint: this member's history reads as corrupt (a different hash).
         let hash = if crate::failpoint::hit("hashkv-mismatch") { h.hash ^ 1 } else { h.hash };
         Ok(HashKvResponse { header: Some(self.header(h.current_rev)), hash, compact_revision })
@@ -68,8 +67,8 @@ impl Server {
     /// A hash of the replicated state; the header names the revision it was taken at.
     pub async fn hash(&self, ctx: &RequestContext) -> Result<HashResponse> {
         self.check_admin_maintenance(ctx).await?;
-        let engine = self.engine.clone();
-        let (hash, applied) = tokio::task::spawn_blocking(move || state_hash(&*engine))
+        let kv = self.kv.clone();
+        let (hash, applied) = tokio::task::spawn_blocking(move || state_hash(&kv))
             .await
             .map_err(|e| crate::error::Error::Internal(format!("hash: {e}")))??;
         tracing::debug!(applied, hash, "hashed the replicated state");
@@ -86,10 +85,11 @@ impl Server {
 /// CRC-32C of every replicated table (its name, then each key and value in order) and the meta
 /// keys describing them other than the applied position, from one engine snapshot; also answers
 /// the applied index the snapshot holds.
-fn state_hash(engine: &dyn crate::storage::Engine) -> Result<(u32, u64)> {
+fn state_hash(kv: &crate::mvcc::KvStore) -> Result<(u32, u64)> {
     let mut hash = Crc32c::default();
     let mut applied = 0;
-    engine.with_snapshot(&mut |snap| {
+    // Once compacted history is physically gone, so every member hashes the same bytes.
+    kv.with_settled_snapshot(&mut |snap| {
         for table in TABLES {
             hash.update(table.name().as_bytes());
             snap.scan(table, b"", b"", &mut |k, v| {

@@ -121,6 +121,11 @@ pub struct ServerConfig {
     pub corrupt_check_time: Duration,
     /// `--experimental-warning-apply-duration`: slower applies are logged.
     pub warning_apply_duration: Duration,
+    /// `--force-new-cluster`: restart as a one-member cluster keeping this member's data (etcd's
+    /// disaster recovery after losing quorum); no effect on a first start.
+    pub force_new_cluster: bool,
+    /// `--experimental-compaction-batch-limit`: compacted revisions deleted per engine write.
+    pub compaction_batch_limit: usize,
 }
 
 impl ServerConfig {
@@ -160,7 +165,7 @@ impl Server {
     /// must be called inside a tokio runtime). A fatal raft error ends the process (see
     /// `raft::start`): a member that cannot apply its log must not keep answering.
     pub fn start(cfg: ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<Self>> {
-        let kv = Arc::new(KvStore::open(engine.clone())?);
+        let kv = Arc::new(KvStore::open_with_batch_limit(engine.clone(), cfg.compaction_batch_limit)?);
         let lessor = Arc::new(Lessor::open(&*engine, cfg.min_lease_ttl())?);
         leases::attach_stored_keys(&kv, &lessor)?;
         let tokens = Tokens::from_flags(&cfg.auth_token, cfg.auth_token_ttl)?;
@@ -195,6 +200,7 @@ impl Server {
             election_ticks: cfg.election_ticks,
             applied,
             snapshot_count: cfg.snapshot_count,
+            force_new_cluster: cfg.force_new_cluster,
         };
         let bootstrap = match &cfg.start {
             Start::NewCluster(initial) => Bootstrap::NewCluster(

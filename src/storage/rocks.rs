@@ -26,7 +26,19 @@ fn storage_err(e: rocksdb::Error) -> Error {
 impl RocksEngine {
     /// Opens (or creates) the database in `dir`, creating any missing table.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_wal(dir, None)
+    }
+
+    /// [`RocksEngine::open`] with the write-ahead log in `wal_dir` (etcd's `--wal-dir`: the
+    /// synced log on a disk of its own), created if missing. RocksDB finds its WAL only there:
+    /// a database must always be opened with the same WAL directory.
+    pub fn open_with_wal(dir: &Path, wal_dir: Option<&Path>) -> Result<Self> {
         let mut opts = Options::default();
+        if let Some(wal) = wal_dir {
+            std::fs::create_dir_all(wal)
+                .map_err(|e| Error::Storage(format!("create WAL dir {}: {e}", wal.display())))?;
+            opts.set_wal_dir(wal);
+        }
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);

@@ -3,7 +3,7 @@
 
     tools/bench/compare.py --bench BIN --metastore BIN [--etcd /usr/bin/etcd] [--quick]
                            [--out docs/benchmarks.md] [--json-out FILE] [--only ID,ID]
-                           [--skip floor,single,cluster,scale,scan,auth,gateway] [--sections scan] [--keep]
+                           [--skip floor,single,cluster,scale,scan,auth,gateway,defrag] [--sections scan] [--keep]
 
 Sections, in order:
   floor    fdatasync latency of the data disk and loopback TCP round trip.
@@ -28,6 +28,10 @@ Sections, in order:
            etcdctl (root, and a non-root user with a readwrite grant on the keys used); put and
            range from 100 clients as that user; then one put client alone and while 100 clients
            call Authenticate in a loop (does a login storm stall other clients?).
+  defrag   a fresh member of each kind loaded with N keys (1,000,000 in full mode, 100,000 in
+           quick), then `put-under-defrag`: puts from 10 clients for a phase, then for another
+           phase with a Defragment sent 2 s in; write p99/max of the puts that overlapped the
+           defragment against the first phase, and how long the defragment took.
 
 With --sections (e.g. `--sections scan`) only those sections run; when --out already exists, the
 run's sections replace their own parts of it (or are added before "## Failures") and the rest
@@ -194,6 +198,17 @@ def run_scale(bench, opts, workdir, live):
     return out
 
 
+def with_deaths(cluster, r):
+    """Report `r` of a run on `cluster`, marked as a harness error if a member died meanwhile, with the
+    cluster's peak RSS."""
+    dead = [m for m in cluster.members if not m.alive()]
+    if dead:
+        why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)
+        r = {**r, "harness_error": f"server exited during the run ({why})"}
+    r["peak_rss_kib"] = cluster.peak_rss_kib()
+    return r
+
+
 def run_scan(bench, opts, workdir, live):
     """put-under-scan on a fresh server of each kind per cluster size (etcd first for 1 member,
     MetaStore first for 3); a server that did not start or died is reported, not retried."""
@@ -214,17 +229,48 @@ def run_scan(bench, opts, workdir, live):
                 log(f"  scan x{size} {name:<9} did not start: {e}")
                 c.stop()
                 continue
-            r = bench.run(c.endpoints, plan.scan_args(keys, size), wid, duration=duration, timeout=cfg["scan_cap"])
-            dead = [m for m in c.members if not m.alive()]
-            if dead:
-                why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)
-                r = {**r, "harness_error": f"server exited during the run ({why})"}
-            r["peak_rss_kib"] = c.peak_rss_kib()
+            r = with_deaths(c, bench.run(c.endpoints, plan.scan_args(keys, size), wid, duration=duration,
+                                         timeout=cfg["scan_cap"]))
             out["runs"].setdefault(wid, {})[name] = r
             log(f"  scan x{size} {name:<9} {scan_summary(r)}")
             c.stop()
             shutil.rmtree(base, ignore_errors=True)
     return out
+
+
+def run_defrag(bench, opts, workdir, live):
+    """put-under-defrag on a fresh single member of each kind, etcd first; a server that did not
+    start or died is reported, not retried."""
+    cfg = plan.MODES[opts.mode]
+    keys, duration = cfg["defrag_keys"], cfg["defrag_duration"]
+    out = {"keys": keys, "duration": duration, "runs": {}}
+    for name, binary in (("etcd", opts.etcd), ("metastore", opts.metastore)):
+        base = os.path.join(workdir, "defrag")
+        c = servers.Cluster(name, binary, base, 1, bench.binary)
+        live.append(c)
+        try:
+            c.start(wait=60)
+        except RuntimeError as e:
+            out["runs"][name] = {"harness_error": f"did not start: {e}"}
+            c.stop()
+            continue
+        r = with_deaths(c, bench.run(c.endpoints, plan.defrag_args(keys), "defrag", duration=duration,
+                                     timeout=cfg["defrag_cap"]))
+        out["runs"][name] = r
+        log(f"  defrag {name:<9} {defrag_summary(r)}")
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
+def defrag_summary(r):
+    if "harness_error" in r:
+        return "ERROR " + r["harness_error"]
+    e = r.get("extra", {})
+    base, during = e.get("baseline", {}).get("latency_ms", {}), e.get("during_defrag", {}).get("latency_ms", {})
+    return (f"load {e.get('load_s', 0):.0f}s; defrag {e.get('defrag_ms', 0):.0f} ms; put p99 {base.get('p99', 0):.2f} "
+            f"ms before, {during.get('p99', 0):.2f} ms during (max {base.get('max', 0):.1f} / "
+            f"{during.get('max', 0):.1f} ms)")
 
 
 def jwt_keys(directory):
@@ -349,7 +395,7 @@ def parse_args():
     p.add_argument("--workdir", default=os.path.expanduser("~/.cache/metastore/bench"),
                    help="parent of the run's data dirs (must be a real disk, not tmpfs)")
     p.add_argument("--only", help="comma-separated workload ids (debugging)")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan,auth,gateway")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: floor,single,cluster,scale,scan,auth,gateway,defrag")
     p.add_argument("--sections", help="comma-separated sections to run (default: all); with --out, only "
                    "their parts of an existing document are replaced")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
@@ -370,7 +416,7 @@ def parse_args():
     return o
 
 
-SECTIONS = ("floor", "single", "cluster", "scale", "scan", "auth", "gateway")
+SECTIONS = ("floor", "single", "cluster", "scale", "scan", "auth", "gateway", "defrag")
 
 
 def write(text, opts, res=None):
@@ -430,6 +476,7 @@ def main():
         ("auth", "auth: put and range with auth off, simple tokens, JWTs; Authenticate storm",
          lambda: run_auth(bench, opts, workdir, live)),
         ("gateway", "JSON gateway: put and range over HTTP", lambda: run_gateway(bench, opts, workdir, live)),
+        ("defrag", "defragment under writes: put-under-defrag", lambda: run_defrag(bench, opts, workdir, live)),
     ]
     try:
         for name, title, run in sections:

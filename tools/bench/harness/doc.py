@@ -189,13 +189,50 @@ def scan_section(s):
     return "\n".join(text)
 
 
+def dig(r, *path):
+    """r[path[0]][path[1]]…, or None where a step is missing."""
+    for p in path:
+        if not isinstance(r, dict):
+            return None
+        r = r.get(p)
+    return r
+
+
+def side_by_side(etcd, ms, specs, note=lambda label, r: ""):
+    """Table rows (label, etcd cell, MetaStore cell, ratio) from specs (label, how, f, unit): `how` None
+    formats f(r) in `unit` (`x`: a ratio), "pair" two figures, "text" f(r) as is; `note(label, r)` is
+    appended to a plain cell. A "keys loaded" row adds the load time and gets no ratio."""
+    rows = []
+    for label, how, f, unit in specs:
+        cells, values = [], []
+        for r in (etcd, ms):
+            if r is None or "harness_error" in r:
+                cells.append("-" if rows else (f"error: {r['harness_error']}" if r else "not run"))
+                values.append(None)
+                continue
+            v = f(r)
+            if how == "text":
+                cells.append(v or "-")
+                values.append(None)
+            elif how == "pair":
+                cells.append(" / ".join(fmt_num(x, unit) for x in v))
+                values.append(None)
+            elif unit == "x":
+                cells.append(f"{v:.2f}×" if v is not None else "-")
+                values.append(v)
+            else:
+                text = fmt_num(v, unit)
+                if label.startswith("keys loaded"):
+                    text += f" ({fmt_num(dig(r, 'extra', 'load_s'), 's')})"
+                    v = None  # no ratio: both load the same keys
+                cells.append(text + note(label, r))
+                values.append(v)
+        rows.append((label, cells[0], cells[1], ratio(values[0], values[1])))
+    return rows
+
+
 def scan_rows(etcd, ms):
-    def get(r, *path):
-        for p in path:
-            if not isinstance(r, dict):
-                return None
-            r = r.get(p)
-        return r
+    get = dig
 
     def term(r):
         if not r or "harness_error" in r:
@@ -236,37 +273,58 @@ def scan_rows(etcd, ms):
         ("election during the no-scan phase", "text", base_term, None),
         ("peak RSS (MiB)", None, lambda r: mib(get(r, "peak_rss_kib")), "MiB"),
     ]
-    rows = []
-    for label, how, f, unit in specs:
-        cells, values = [], []
-        for r in (etcd, ms):
-            if r is None or "harness_error" in r:
-                cells.append("-" if rows else (f"error: {r['harness_error']}" if r else "not run"))
-                values.append(None)
-                continue
-            v = f(r)
-            if how == "text":
-                cells.append(v or "-")
-                values.append(None)
-            elif how == "pair":
-                cells.append(" / ".join(fmt_num(x, unit) for x in v))
-                values.append(None)
-            elif unit == "x":
-                cells.append(f"{v:.2f}×" if v is not None else "-")
-                values.append(v)
-            else:
-                text = fmt_num(v, unit)
-                if label.startswith("keys loaded"):
-                    text += f" ({fmt_num(get(r, 'extra', 'load_s'), 's')})"
-                    v = None  # no ratio: both load the same keys
-                if label.startswith("**full scans") and get(r, "extra", "scans_failed"):
-                    text += f" ({get(r, 'extra', 'scans_failed')} failed)"
-                if label.startswith("put p50 ms, with") and r.get("errors"):
-                    text += " (" + ", ".join(f"{c}×{n}" for c, n in sorted(r["errors"].items())) + ")"
-                cells.append(text)
-                values.append(v)
-        rows.append((label, cells[0], cells[1], ratio(values[0], values[1])))
-    return rows
+
+    def note(label, r):
+        if label.startswith("**full scans") and get(r, "extra", "scans_failed"):
+            return f" ({get(r, 'extra', 'scans_failed')} failed)"
+        if label.startswith("put p50 ms, with") and r.get("errors"):
+            return " (" + ", ".join(f"{c}×{n}" for c, n in sorted(r["errors"].items())) + ")"
+        return ""
+
+    return side_by_side(etcd, ms, specs, note)
+
+
+def defrag_section(d):
+    """Defragment under writes: etcd and MetaStore side by side."""
+    text = [
+        f"A fresh single member of each kind is loaded with {d['keys']:,} keys (`d/<14 digits>`, 256 B values, "
+        "transactions of 100 puts); then `metastore-bench put-under-defrag` runs puts (16 B keys under `w/` over "
+        f"100,000 keys, 256 B values, {plan.DEFRAG_CLIENTS[1]} clients on {plan.DEFRAG_CLIENTS[0]} connections) for "
+        f"{d['duration']} s with nothing else running, then for another {d['duration']} s with one "
+        "Maintenance.Defragment sent 2 s in (`etcdctl defrag`). \"during\" counts the puts that overlapped the "
+        "defragment call (started before it answered and answered after it was sent); etcd blocks reads and "
+        "writes while it rewrites its bbolt file, MetaStore compacts RocksDB beside them.",
+        "",
+        table(defrag_rows(d["runs"].get("etcd"), d["runs"].get("metastore")), ("", "etcd", "MetaStore", "MetaStore / etcd")),
+    ]
+    return "\n".join(text)
+
+
+def defrag_rows(etcd, ms):
+    get = dig
+    specs = [
+        ("keys loaded (load time, s)", None, lambda r: get(r, "extra", "loaded_keys"), "n"),
+        ("defragment took, ms", None, lambda r: get(r, "extra", "defrag_ms"), "ms"),
+        ("put p50 ms, before", None, lambda r: get(r, "extra", "baseline", "latency_ms", "p50"), "ms"),
+        ("**put p99 ms, before**", None, lambda r: get(r, "extra", "baseline", "latency_ms", "p99"), "ms"),
+        ("put max ms, before", None, lambda r: get(r, "extra", "baseline", "latency_ms", "max"), "ms"),
+        ("puts during the defragment", None, lambda r: get(r, "extra", "during_defrag", "ok"), "n"),
+        ("put p50 ms, during", None, lambda r: get(r, "extra", "during_defrag", "latency_ms", "p50"), "ms"),
+        ("**put p99 ms, during**", None, lambda r: get(r, "extra", "during_defrag", "latency_ms", "p99"), "ms"),
+        ("**put max ms, during**", None, lambda r: get(r, "extra", "during_defrag", "latency_ms", "max"), "ms"),
+        ("puts over 100 ms / over 1 s, during", "pair", lambda r: (get(r, "extra", "during_defrag", "over_100ms"),
+                                                                  get(r, "extra", "during_defrag", "over_1s")), "n"),
+        ("**put p99 during / before**", None, lambda r: get(r, "extra", "p99_ratio"), "x"),
+        ("failed puts before / during", "pair", lambda r: (get(r, "extra", "baseline", "failed"),
+                                                          get(r, "extra", "during_defrag", "failed")), "n"),
+        ("peak RSS (MiB)", None, lambda r: mib(get(r, "peak_rss_kib")), "MiB"),
+    ]
+
+    def note(label, r):
+        err = get(r, "extra", "defrag_error")
+        return f" (error: {err})" if label.startswith("defragment took") and err else ""
+
+    return side_by_side(etcd, ms, specs, note)
 
 
 def auth_section(a):
@@ -392,6 +450,7 @@ SECTION_HEADINGS = {
     "scan": "## Reads under writes: put latency during full-keyspace scans",
     "auth": "## Auth: simple tokens and JWTs against no auth",
     "gateway": "## JSON gateway: put and range over HTTP",
+    "defrag": "## Defragment under writes",
 }
 
 
@@ -413,11 +472,13 @@ def section_text(res, name, partial=False):
                 "succeeds, then reads with 1 client.\n\n" + scale_section(res["scale"]))
     elif name == "scan":
         body = scan_section(res["scan"])
+    elif name == "defrag":
+        body = defrag_section(res["defrag"])
     elif name == "gateway":
         body = gateway.section(res["gateway"])
     else:
         body = auth_section(res["auth"])
-    if name in ("scan", "auth", "gateway") or partial:
+    if name in ("scan", "auth", "gateway", "defrag") or partial:
         make = "make bench BENCH_QUICK=1" if res["mode"] == "quick" else "make bench"
         argv = "python3 " + shlex.join(res.get("argv", ["tools/bench/compare.py"]))
         how = f"{res['mode'].capitalize()} mode, {res['date']}"
@@ -480,6 +541,8 @@ def failure_list(res):
             add("scan", wid, server, r)
             for code, e in sorted(((r or {}).get("extra", {}).get("scan_errors") or {}).items()):
                 found.append(f"- scan / {wid} / {server}: scans failed `{code}` ×{e['count']}: {e['message'][:200]}")
+    for server, r in res.get("defrag", {}).get("runs", {}).items():
+        add("defrag", "put-under-defrag", server, r)
     for wid, sides in res.get("auth", {}).get("runs", {}).items():
         for server, r in sides.items():
             add("auth", wid, server, r)

@@ -13,10 +13,10 @@ per run; `--total` is not used so that a slow server cannot stretch the run.
 MODES = {
     "quick": {"duration": 3, "scale_keys": 100_000, "scale_load_cap": 150, "full_only": False,
               "scan_keys": 100_000, "scan_duration": 10, "scan_sizes": (1, 3), "scan_cap": 240,
-              "auth_duration": 5},
+              "auth_duration": 5, "defrag_keys": 100_000, "defrag_duration": 10, "defrag_cap": 240},
     "full": {"duration": 15, "scale_keys": 1_000_000, "scale_load_cap": 420, "full_only": True,
              "scan_keys": 1_000_000, "scan_duration": 20, "scan_sizes": (1, 3), "scan_cap": 540,
-             "auth_duration": 15},
+             "auth_duration": 15, "defrag_keys": 1_000_000, "defrag_duration": 20, "defrag_cap": 600},
 }
 
 KV = ["--key-size", "16", "--val-size", "256"]
@@ -113,6 +113,17 @@ def scan_args(keys, size):
             "put-under-scan", *KV, "--key-space-size", "100000", "--key-prefix", "w/",
             "--load-keys", str(keys), "--load-prefix", "s/", "--load-key-size", "16", "--load-val-size", "256",
             "--load-parallel", "16", "--scanners", "1", "--scan-timeout", "120s"]
+
+
+DEFRAG_CLIENTS = (10, 10)  # conns, clients of the timed puts
+
+
+def defrag_args(keys):
+    """put-under-defrag: load `keys` keys `d/<14 digits>`, then puts on `w/` (100,000-key space)
+    for a phase with nothing else running and a phase with a Defragment sent 2 s in."""
+    return [*conc(*DEFRAG_CLIENTS), "put-under-defrag", *KV, "--key-space-size", "100000", "--key-prefix", "w/",
+            "--load-keys", str(keys), "--load-prefix", "d/", "--load-key-size", "16", "--load-val-size", "256",
+            "--load-parallel", "16", "--defrag-after", "2s"]
 
 
 # The auth section. Both servers get the same users, made with etcdctl before `auth enable`: root

@@ -109,6 +109,9 @@ pub enum Command {
     /// Write N keys, then time puts without and then with full-keyspace scans looping
     /// (`get --prefix ""`); reports both latencies, the scans done and any raft term change.
     PutUnderScan(PutUnderScanArgs),
+    /// Write N keys, then time puts without and then with a Defragment of the first endpoint
+    /// in the middle; reports the puts that overlapped the defragment against the baseline.
+    PutUnderDefrag(PutUnderDefragArgs),
     /// Range requests: one key, [key, end) or a prefix; optionally writes the keys first.
     Range(RangeArgs),
     /// Transactions of --txn-ops puts each.
@@ -166,16 +169,14 @@ pub struct PutArgs {
     pub keys: KeyArgs,
 }
 
+/// Keys written before a workload's timed phases, in transactions of 100 puts.
 #[derive(Args, Debug, Clone)]
-pub struct PutUnderScanArgs {
-    /// The puts timed (as for `put`).
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Keys written before timing (the scans read them all).
+pub struct LoadArgs {
+    /// Number of keys written.
     #[arg(long, default_value_t = 1_000_000)]
     pub load_keys: u64,
     /// Prefix of the loaded keys.
-    #[arg(long, default_value = "scan/")]
+    #[arg(long, default_value = "load/")]
     pub load_prefix: String,
     /// Length of the loaded keys in bytes (prefix plus zero-padded index).
     #[arg(long, default_value_t = 16)]
@@ -186,6 +187,16 @@ pub struct PutUnderScanArgs {
     /// Loading transactions (of 100 puts each) in flight at once.
     #[arg(long, default_value_t = 16)]
     pub load_parallel: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PutUnderScanArgs {
+    /// The puts timed (as for `put`).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// The keys written before timing (the scans read them all).
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Tasks each looping a full-keyspace Range while the puts run.
     #[arg(long, default_value_t = 1)]
     pub scanners: usize,
@@ -201,6 +212,19 @@ pub struct PutUnderScanArgs {
     /// Skip the baseline phase (puts without scans).
     #[arg(long)]
     pub no_baseline: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PutUnderDefragArgs {
+    /// The puts timed (as for `put`).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// The keys written before timing (what the defragment rewrites).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// When the defragment is sent, from the start of the second put phase.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub defrag_after: Duration,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,7 +436,7 @@ mod tests {
     #[test]
     fn put_under_scan_options() {
         let Command::PutUnderScan(s) = parse(&["put-under-scan"]).unwrap().command else { panic!() };
-        assert_eq!((s.load_keys, s.scanners, s.load_val_size), (1_000_000, 1, 256));
+        assert_eq!((s.load.load_keys, s.scanners, s.load.load_val_size), (1_000_000, 1, 256));
         assert_eq!(s.scan_consistency, Consistency::L);
         assert!(!s.scan_keys_only && !s.no_baseline);
         let a = parse(&[
@@ -431,7 +455,7 @@ mod tests {
         ])
         .unwrap();
         let Command::PutUnderScan(s) = a.command else { panic!() };
-        assert_eq!((s.load_keys, s.scanners, s.keys.key_prefix.as_str()), (100_000, 2, "w/"));
+        assert_eq!((s.load.load_keys, s.scanners, s.keys.key_prefix.as_str()), (100_000, 2, "w/"));
         assert!(s.scan_keys_only);
         assert_eq!(s.scan_timeout, Duration::from_secs(30));
         assert_eq!(a.global.duration, Some(Duration::from_secs(10)));

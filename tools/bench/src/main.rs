@@ -46,6 +46,7 @@ async fn dispatch(cli: &Cli) -> Result<Report, String> {
     match &cli.command {
         Command::Put(a) => workloads::put::run(g, a).await,
         Command::PutUnderScan(a) => workloads::scan::run(g, a).await,
+        Command::PutUnderDefrag(a) => workloads::defrag::run(g, a).await,
         Command::Range(a) => workloads::range::run(g, a).await,
         Command::TxnPut(a) => workloads::txn::run_put(g, a).await,
         Command::TxnMixed(a) => workloads::txn::run_mixed(g, a).await,

@@ -7,6 +7,7 @@
 //! still sent: they fail, and the report counts them by gRPC code instead of hiding them.
 
 pub mod authenticate;
+pub mod defrag;
 pub mod k8s;
 pub mod lease;
 pub mod put;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use etcd_client::{Client, Txn, TxnOp};
 use serde_json::{json, Value};
 
-use crate::cli::Global;
+use crate::cli::{Global, LoadArgs};
 use crate::report::Report;
 use crate::runner::RunOpts;
 
@@ -51,6 +52,14 @@ pub async fn load(client: &Client, keys: Vec<Vec<u8>>, value: &[u8], parallel: u
         }
     }
     Ok(revs)
+}
+
+/// Writes the keys `a` describes (see [`load`]); returns how long it took, in seconds.
+pub async fn load_keys(client: &Client, a: &LoadArgs) -> Result<f64, String> {
+    let started = Instant::now();
+    let keys: Vec<Vec<u8>> = (0..a.load_keys).map(|i| crate::keys::key(&a.load_prefix, i, a.load_key_size)).collect();
+    load(client, keys, &crate::keys::value(a.load_val_size, 3), a.load_parallel).await?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// The parts of the global options worth echoing in a report.

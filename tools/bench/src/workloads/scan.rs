@@ -212,10 +212,7 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
     let clients = conn::connect(g).await?;
     let scan_endpoint = if g.target_leader { conn::find_leader(&g.endpoints).await? } else { g.endpoints[0].clone() };
 
-    let load_started = Instant::now();
-    let loaded: Vec<Vec<u8>> = (0..a.load_keys).map(|i| keys::key(&a.load_prefix, i, a.load_key_size)).collect();
-    super::load(&clients[0], loaded, &keys::value(a.load_val_size, 3), a.load_parallel).await?;
-    let load_s = load_started.elapsed().as_secs_f64();
+    let load_s = super::load_keys(&clients[0], &a.load).await?;
 
     let t0 = terms(&g.endpoints).await;
     let mut baseline = Value::Null;
@@ -240,8 +237,8 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
 
     let cfg = json!({"key_size": a.keys.key_size, "val_size": a.keys.val_size,
         "key_space_size": a.keys.key_space_size, "sequential_keys": a.keys.sequential_keys,
-        "load_keys": a.load_keys, "load_prefix": a.load_prefix, "load_key_size": a.load_key_size,
-        "load_val_size": a.load_val_size, "scanners": a.scanners, "scan_keys_only": a.scan_keys_only,
+        "load_keys": a.load.load_keys, "load_prefix": a.load.load_prefix, "load_key_size": a.load.load_key_size,
+        "load_val_size": a.load.load_val_size, "scanners": a.scanners, "scan_keys_only": a.scan_keys_only,
         "scan_consistency": if a.scan_consistency == Consistency::L { "l" } else { "s" },
         "scan_endpoint": scan_endpoint, "scan_timeout_s": a.scan_timeout.as_secs_f64(), "baseline": !a.no_baseline});
     let mut r = Report::from_recorder("put-under-scan", &rec, elapsed, super::config(g, cfg));
@@ -254,7 +251,7 @@ pub async fn run(g: &Global, a: &PutUnderScanArgs) -> Result<Report, String> {
     r.set("puts_over_100ms", r.latency.count_above(100_000_000));
     r.set("puts_over_1s", r.latency.count_above(1_000_000_000));
     r.set("load_s", load_s);
-    r.set("loaded_keys", a.load_keys);
+    r.set("loaded_keys", a.load.load_keys);
     r.set("scans_completed", scans.ok());
     r.set("scans_failed", scans.error_total());
     r.set("scans_unfinished_at_end", unfinished);
