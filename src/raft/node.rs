@@ -7,9 +7,11 @@
 //!    (group commit: one fsync for many requests);
 //! 2. starts one batched ReadIndex round for all reads that arrived;
 //! 3. handles the Ready: sends leader messages, persists entries + hard state in one synced
-//!    batch, sends messages that must follow persistence, hands committed entries to the
-//!    [`StateMachine`] (which writes their effects and the applied index in one batch), answers
-//!    ReadIndex requests, and publishes [`RaftStatus`].
+//!    batch, sends messages that must follow persistence (a follower's ack goes out before it
+//!    applies anything), hands committed entries to the [`StateMachine`] (which writes their
+//!    effects and the applied index in one unsynced batch, made durable by the next synced log
+//!    write; a restart replays the log after the durable applied index), answers ReadIndex
+//!    requests, and publishes [`RaftStatus`].
 //!
 //! raft-rs drops a ReadIndex silently when the leader has not committed in its term or a
 //! follower knows no leader; pending reads therefore carry a deadline and fail with `Timeout`.
@@ -241,11 +243,14 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             self.raw.store().apply_snapshot(&snap, batch)?;
             self.sm.restored()?;
         }
-        self.apply(ready.take_committed_entries())?;
+        // Persist and acknowledge first, apply after: a follower's ack (and so the leader's
+        // commit) does not wait for this member to apply earlier entries. The committed entries
+        // raft-rs hands out are already persisted, so applying them later is safe.
         self.raw.store().persist(ready.entries(), ready.hs())?;
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
+        self.apply(ready.take_committed_entries())?;
         let read_states = ready.take_read_states();
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {

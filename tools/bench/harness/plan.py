@@ -33,7 +33,11 @@ WORKLOADS = [
     ("put-100", "put, 100 clients / 10 conns", conc(10, 100),
      ["put", *KV, "--key-space-size", "100000", "--key-prefix", "p2/"], "req", False),
     ("put-1000", "put, 1000 clients / 100 conns", conc(100, 1000),
-     ["put", *KV, "--key-space-size", "100000", "--key-prefix", "p3/"], "req", True),
+     ["put", *KV, "--key-space-size", "100000", "--key-prefix", "p3/"], "req", False),
+    # etcd's own tool, as in its published figures: `benchmark --conns 10 --clients 100 put --key-size 8
+    # --val-size 256 --total 100000 --sequential-keys=false` (random keys in a key space of 1: one key).
+    ("put-etcd-tool", "put, etcd benchmark-tool shape (8 B key, 100 clients / 10 conns)",
+     [*conc(10, 100), "--total", "100000"], ["put", "--key-size", "8", "--val-size", "256"], "req", False),
     ("range-l-1", "range l, 1 key, 1 client", conc(1, 1),
      ["range", "--key", "rk/00000000000001", "--load", "1", "--consistency", "l"], "req", True),
     ("range-l", "range l, 1 key, 100 clients", conc(10, 100),
@@ -59,12 +63,15 @@ WORKLOADS = [
 CLUSTER_WORKLOADS = [
     ("put-1", ["--target-leader"]),
     ("put-100", []),
+    ("put-1000", []),
+    ("put-etcd-tool", []),
     ("range-l", []),
     ("range-s", []),
     ("txn-put", ["--target-leader"]),
+    ("txn-mixed", []),
     ("k8s", []),
 ]
-CLUSTER_QUICK = {"put-1", "put-100", "range-l", "range-s"}
+CLUSTER_QUICK = {"put-1", "put-100", "put-etcd-tool", "range-l", "range-s", "txn-put"}
 
 
 def matrix(mode):
