@@ -243,8 +243,12 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
         StorageEngine::RocksDb => {
             let dir = Path::new(&cfg.data_dir).join("member").join("rocksdb");
             std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
-            let engine = RocksEngine::open(&dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
-            Ok(Arc::new(engine))
+            let engine: Arc<dyn Engine> =
+                Arc::new(RocksEngine::open(&dir).map_err(|e| format!("open {}: {e}", dir.display()))?);
+            // Fault tests only: a disk that fails on command (`disk-fail-*-after` failpoints).
+            #[cfg(feature = "fault-injection")]
+            let engine = metastore::storage::FaultyEngine::wrap(engine);
+            Ok(engine)
         }
     }
 }
