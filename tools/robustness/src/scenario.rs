@@ -140,7 +140,8 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
         }
         Ok::<_, String>((cluster, faults, last))
     })?;
-    let history = rec.into_history(initial_rev, initial_kvs);
+    let mut history = rec.into_history(initial_rev, initial_kvs);
+    history.add_lease_expiries();
     let (lost, lost_detail) = rt.block_on(lost_writes(&cluster, &history));
     let divergence = rt.block_on(members_agree(&cluster, last));
     drop(cluster);
@@ -186,8 +187,8 @@ pub fn check(h: &History, budget: Duration, etcd_3_4: bool) -> Outcome {
     let started = Instant::now();
     let checked = linearize::check(h, budget);
     let mut out = Outcome {
-        operations: h.operations.len(),
-        unknown: h.operations.iter().filter(|o| o.ret.is_none()).count(),
+        operations: h.client_operations().count(),
+        unknown: h.client_operations().filter(|o| o.ret.is_none()).count(),
         ..Outcome::default()
     };
     match &checked.verdict {

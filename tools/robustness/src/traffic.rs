@@ -7,7 +7,9 @@
 //! Every request is recorded with invoke and return time; an error that does not say what
 //! happened (timeout, unavailable, leader changed, connection lost) is recorded as an unknown
 //! outcome. Values are unique per run (`c<client>-<n>`), so an observed value names its writer.
-//! Leases are per client with ids the client picks, and TTLs far longer than a run.
+//! Leases are per client with ids the client picks; one in four has a TTL of 2–4 s, so leases
+//! expire during the run with their keys (the history then holds an expiry for each, see
+//! [`History::add_lease_expiries`]), the others outlive it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub const PREFIX: &str = "/r/";
 /// Bound on one request: past it the outcome is unknown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const LEASE_TTL: i64 = 3600;
+/// Short TTLs (seconds), chosen for one lease in four: they expire while the traffic runs.
+const SHORT_LEASE_TTL: std::ops::RangeInclusive<i64> = 2..=4;
 /// A client pauses this long after an unknown outcome (a real client backs off too), so an
 /// outage does not fill the history with thousands of unknowns.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -197,7 +201,8 @@ pub async fn kv_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadline: Ins
                 None => {
                     lease_seq += 1;
                     let l = ((id as i64 + 1) << 32) | lease_seq;
-                    let granted = rec.call(id, &mut c, Request::LeaseGrant { id: l, ttl: LEASE_TTL }).await;
+                    let ttl = if rng.gen_ratio(1, 4) { rng.gen_range(SHORT_LEASE_TTL) } else { LEASE_TTL };
+                    let granted = rec.call(id, &mut c, Request::LeaseGrant { id: l, ttl }).await;
                     lease = matches!(granted, Some(Response::Ok)).then_some(l);
                     continue;
                 }
