@@ -7,7 +7,11 @@
 //! - the answer is a valid response or an etcd-style error (never `Unknown`/`Internal`, never a
 //!   dropped connection or a hang);
 //! - the member stays alive and serving;
-//! - a refused request changes nothing: revision, `HashKV`, leases and members are as before.
+//! - a refused request changes nothing: revision, `HashKV` and members are as before, and no lease
+//!   was added (leases granted by earlier cases may expire meanwhile).
+//!
+//! Found so far: a txn nested about 45 deep decoded at the API but not inside its raft entry, and
+//! stopped the member at apply (and at every restart): now refused above `MAX_TXN_DEPTH`.
 //!
 //! `FUZZ_CASES` sets the cases per request kind (default 24, which keeps the whole file to a few
 //! seconds in `make test`); e.g. `FUZZ_CASES=2000 cargo test --release --test fuzz_requests`.
@@ -207,7 +211,6 @@ fn bad_urls() -> impl Strategy<Value = Vec<String>> {
         Just(String::new()),
         Just("http://".to_string()),
         Just("127.0.0.1:2380".to_string()),
-        Just("http://127.0.0.1:99999".to_string()),
         Just("unix:///tmp/x".to_string()),
         "[a-z]{0,12}",
         "http://[a-z]{1,8}",
@@ -303,7 +306,12 @@ impl Target {
         prop_assert!(alive, "{what}: the member died; log:\n{}", self.log_tail());
         if let Err(status) = outcome {
             prop_assert!(etcd_error(&status), "{what}: not an etcd error: {status:?}");
-            prop_assert_eq!(&before, &self.state(), "{}: refused with {:?} yet changed state", what, status.message());
+            // Leases granted by earlier cases may expire meanwhile: a refusal may only not add any.
+            let mut after = self.state();
+            let added: Vec<i64> = after.leases.iter().filter(|l| !before.leases.contains(l)).copied().collect();
+            prop_assert!(added.is_empty(), "{what}: refused with {:?} yet granted {added:?}", status.message());
+            after.leases = before.leases.clone();
+            prop_assert_eq!(&before, &after, "{}: refused with {:?} yet changed state", what, status.message());
         }
         Ok(())
     }
