@@ -22,7 +22,7 @@ E2E_TESTS ?= $(E2E_KV)|$(E2E_WATCH_LEASE)|$(E2E_PEER_TLS)|$(E2E_CLUSTER)|$(E2E_A
 E2E_SUBTESTS ?=
 RUN ?= $(E2E_TESTS)
 
-.PHONY: deps build run test test-unit test-compat test-etcd-e2e test-robustness bench bench-layers lint fmt clean-cache
+.PHONY: deps build run test test-unit test-compat test-etcd-e2e test-robustness test-disk-faults bench bench-layers lint fmt clean-cache
 
 deps:
 	@tools/install-deps.sh
@@ -65,6 +65,15 @@ test-robustness: build
 	$(CARGO_TARGET_DIR)/release/metastore-robustness --target MetaStore=$(BIN) --target etcd=/usr/bin/etcd \
 	  --duration $(ROBUSTNESS_SECONDS) --out $(ROBUSTNESS_OUT) $(if $(ROBUSTNESS_SCENARIOS),--scenarios $(ROBUSTNESS_SCENARIOS)) \
 	  --command 'make test-robustness ROBUSTNESS_SECONDS=$(ROBUSTNESS_SECONDS)$(if $(ROBUSTNESS_SCENARIOS), ROBUSTNESS_SCENARIOS=$(ROBUSTNESS_SCENARIOS))'
+
+# Disk faults (tests/disk_faults.rs): a member built with the `fault-injection` feature, whose disk
+# fails a write or an fsync on command, must exit non-zero and keep every acknowledged write. A
+# second build in its own target dir ($(FAULTS_TARGET_DIR)), so the normal binary stays fault-free;
+# the first run compiles every dependency again (seed it with a copy of $(CARGO_TARGET_DIR) to
+# save that), later ones only MetaStore. Not part of `make test`.
+FAULTS_TARGET_DIR ?= $(CARGO_TARGET_DIR)-faults
+test-disk-faults: deps
+	CARGO_TARGET_DIR=$(FAULTS_TARGET_DIR) $(CARGO) test --release --features fault-injection --test disk_faults
 
 # etcd 3.4.23 and MetaStore side by side (tools/bench/compare.py), about 25 minutes; about 5 with
 # BENCH_QUICK=1. Prints the tables and writes them to $(BENCH_OUT), raw reports to $(BENCH_JSON).

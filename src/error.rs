@@ -29,6 +29,9 @@ pub enum Error {
     LeaseProvided,
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
+    /// MetaStore only (etcd has no such limit): see `server::validate::MAX_TXN_DEPTH`.
+    #[error("etcdserver: txn request nested too deeply")]
+    TxnTooDeep,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
     #[error("etcdserver: mvcc: required revision has been compacted")]
@@ -191,6 +194,7 @@ pub fn to_status(e: Error) -> tonic::Status {
         | Error::ValueProvided
         | Error::LeaseProvided
         | Error::TooManyOps
+        | Error::TxnTooDeep
         | Error::DuplicateKey
         | Error::RequestTooLarge
         | Error::MemberBadUrls

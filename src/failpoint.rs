@@ -1,5 +1,5 @@
 //! Failpoints for fault tests, in the spirit of etcd's gofail: named places in the code that fail
-//! on purpose a given number of times, armed only by the `METASTORE_FAILPOINTS` environment
+//! on purpose a given number of times ([`hit`]) or from the (N+1)th call on ([`after`]), armed only by the `METASTORE_FAILPOINTS` environment
 //! variable (`name=count,name2=count`) at start. Unarmed, a failpoint costs one map lookup in an
 //! empty map; production never sets the variable.
 
@@ -30,6 +30,23 @@ pub fn hit(name: &str) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// Whether failpoint `name`, armed with N, has been passed N times already: the first N calls
+/// pass, every later one fires (a fault that, once there, stays — a broken disk).
+pub fn after(name: &str) -> bool {
+    let mut armed = armed().lock().expect("failpoints lock");
+    match armed.get_mut(name) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            false
+        }
+        Some(_) => {
+            tracing::warn!(failpoint = name, "failpoint fired");
+            true
+        }
+        None => false,
     }
 }
 

@@ -20,6 +20,7 @@ fn setup(fault: Fault, secs: u64, env: &[(&str, &str)]) -> Setup {
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         check_budget: Duration::from_secs(30),
         seed: 7,
+        etcd_3_4: false,
     }
 }
 

@@ -19,6 +19,7 @@ mod tests {
             (Error::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
             (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
             (Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            (Error::TxnTooDeep, Code::InvalidArgument, "etcdserver: txn request nested too deeply"),
             (Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
             (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
             (Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),

@@ -32,9 +32,18 @@ pub fn delete_range(r: &DeleteRangeRequest) -> Result<()> {
     Ok(())
 }
 
-/// Checks a txn: operation counts against `max_ops`, every nested request, and that no key is
-/// both put twice or put and deleted in one branch.
+/// Txns nested deeper than this are refused (`TxnTooDeep`; etcd 3.4 has no limit). A replicated
+/// request must decode again on every member when it is applied, and prost refuses messages
+/// nested more than 100 deep: a txn the client API could still decode, wrapped in its raft entry,
+/// would otherwise fail to decode at apply and stop every member, on every restart too.
+pub const MAX_TXN_DEPTH: usize = 32;
+
+/// Checks a txn: operation counts against `max_ops`, nesting against [`MAX_TXN_DEPTH`], every
+/// nested request, and that no key is both put twice or put and deleted in one branch.
 pub fn txn(r: &TxnRequest, max_ops: usize) -> Result<()> {
+    if depth(r) > MAX_TXN_DEPTH {
+        return Err(Error::TxnTooDeep);
+    }
     txn_ops(r, max_ops)?;
     intervals(&r.success)?;
     intervals(&r.failure)?;
@@ -53,6 +62,15 @@ fn txn_ops(r: &TxnRequest, max_ops: usize) -> Result<()> {
         request_op(op, max_ops - opc)?;
     }
     Ok(())
+}
+
+/// How many txns are nested in `r`, itself included.
+fn depth(r: &TxnRequest) -> usize {
+    let nested = r.success.iter().chain(&r.failure).filter_map(|op| match &op.request {
+        Some(Request::RequestTxn(t)) => Some(depth(t)),
+        _ => None,
+    });
+    1 + nested.max().unwrap_or(0)
 }
 
 fn request_op(op: &RequestOp, max_ops: usize) -> Result<()> {
@@ -168,6 +186,16 @@ mod tests {
     fn limits_and_empty_keys() {
         let many: Vec<RequestOp> = (0..129).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(check(many), Err(Error::TooManyOps));
+        let nest = |levels: usize| {
+            let mut t = TxnRequest::default();
+            for _ in 1..levels {
+                let op = RequestOp { request: Some(Request::RequestTxn(t)) };
+                t = TxnRequest { success: vec![op], ..Default::default() };
+            }
+            t
+        };
+        assert_eq!(txn(&nest(MAX_TXN_DEPTH), 128), Ok(()));
+        assert_eq!(txn(&nest(MAX_TXN_DEPTH + 1), 128), Err(Error::TxnTooDeep));
         let ok: Vec<RequestOp> = (0..128).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(check(ok), Ok(()));
         assert_eq!(check(vec![put_op("")]), Err(Error::EmptyKey));

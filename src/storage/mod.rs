@@ -17,15 +17,22 @@
 //! * `scan` visits keys of one table in ascending byte order, within `[start, end)`; an empty
 //!   `end` means "to the end of the table".
 //!
+//! With the cargo feature `fault-injection` (fault tests only), `FaultyEngine` wraps the engine
+//! the member opens and fails writes or syncs on command (`faulty.rs`).
+//!
 //! Not done here: MVCC, raft or etcd semantics. The engine knows bytes and tables only.
 
 pub mod crc32c;
+#[cfg(feature = "fault-injection")]
+mod faulty;
 mod memory;
 mod rocks;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fault-injection")]
+pub use faulty::FaultyEngine;
 pub use memory::MemoryEngine;
 pub use rocks::RocksEngine;
 pub use schema::Table;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 
+use crate::network::Network;
+
 pub struct Member {
     pub name: String,
     pub client_port: u16,
@@ -17,6 +19,8 @@ pub struct Member {
     pub initial_cluster: String,
     pub existing: bool,
     pub child: Option<Child>,
+    /// The peer URL the member advertises when a proxy stands in front of it.
+    pub advertised_peer_port: Option<u16>,
 }
 
 impl Member {
@@ -27,6 +31,11 @@ impl Member {
     pub fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
+
+    /// The peer URL the other members use (the proxy's, when there is one).
+    pub fn advertised_peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.advertised_peer_port.unwrap_or(self.peer_port))
+    }
 }
 
 pub struct Cluster {
@@ -36,6 +45,8 @@ pub struct Cluster {
     /// Flags for every member beyond what the launcher sets.
     pub extra: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The fault-injecting proxies in front of the peer ports, if the cluster was started with them.
+    pub network: Option<Network>,
     dir: tempfile::TempDir,
     log_seq: usize,
 }
@@ -45,18 +56,26 @@ pub fn free_port() -> u16 {
 }
 
 impl Cluster {
-    /// Starts `n` members and waits until each is healthy (30 s).
+    /// Starts `n` members and waits until each is healthy (30 s); with `proxied`, every member's
+    /// peer traffic goes through a [`Network`] proxy the nemesis controls.
     pub fn start(
         bin: &str,
         launcher: PathBuf,
         n: usize,
         extra: &[String],
         env: &[(String, String)],
+        proxied: bool,
     ) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+        let network =
+            if proxied { Some(Network::start(&ports.iter().map(|p| p.1).collect::<Vec<_>>())?) } else { None };
+        let advertised = |i: usize| network.as_ref().map(|net| net.ports[i].0);
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{}", advertised(i).unwrap_or(*p)))
+            .collect();
         let members = ports
             .iter()
             .enumerate()
@@ -68,13 +87,22 @@ impl Cluster {
                 initial_cluster: initial.join(","),
                 existing: false,
                 child: None,
+                advertised_peer_port: advertised(i),
             })
             .collect();
         let mut extra_all: Vec<String> =
             ["--heartbeat-interval", "50", "--election-timeout", "500"].map(String::from).to_vec();
         extra_all.extend(extra.iter().cloned());
-        let mut c =
-            Cluster { bin: bin.into(), launcher, members, extra: extra_all, env: env.to_vec(), dir, log_seq: 0 };
+        let mut c = Cluster {
+            bin: bin.into(),
+            launcher,
+            members,
+            extra: extra_all,
+            env: env.to_vec(),
+            network,
+            dir,
+            log_seq: 0,
+        };
         for i in 0..n {
             c.spawn(i)?;
         }
@@ -113,7 +141,13 @@ impl Cluster {
         if m.existing {
             cmd.args(["--initial-cluster-state", "existing"]);
         }
+        if m.advertised_peer_port.is_some() {
+            cmd.env("MEMBER_ADVERTISE_PEER_URL", m.advertised_peer_url());
+        }
         let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", self.bin))?;
+        if let Some(net) = &self.network {
+            net.set_pid(i, Some(child.id()));
+        }
         self.members[i].child = Some(child);
         Ok(())
     }
@@ -142,6 +176,9 @@ impl Cluster {
         if let Some(mut c) = self.members[i].child.take() {
             let _already_dead = c.kill();
             let _status = c.wait();
+        }
+        if let Some(net) = &self.network {
+            net.set_pid(i, None);
         }
     }
 
@@ -194,12 +231,31 @@ impl Cluster {
         None
     }
 
+    /// Whom each member follows, by name ("none": no leader, "?": no answer).
+    pub async fn leaders_seen(&self) -> Vec<String> {
+        let mut status = Vec::new();
+        for i in 0..self.members.len() {
+            status.push(self.status(i).await);
+        }
+        let name_of = |id: u64| match status.iter().position(|s| s.is_some_and(|s| s.0 == id)) {
+            _ if id == 0 => "none".to_string(),
+            Some(i) => self.members[i].name.clone(),
+            None => format!("{id:x}"),
+        };
+        let seen = status.iter().map(|s| s.map_or("?".to_string(), |s| name_of(s.1)));
+        self.members.iter().zip(seen).map(|(m, l)| format!("{}→{l}", m.name)).collect()
+    }
+
     pub async fn client(&self, i: usize) -> Result<Client, String> {
         Client::connect([self.members[i].client_url()], None).await.map_err(|e| e.to_string())
     }
 
     /// Replaces member `i` (remove, stop, wipe, add with a new peer port, start as `existing`).
+    /// Not with proxies (the new peer port has none).
     pub async fn replace(&mut self, i: usize, via: usize) -> Result<(), String> {
+        if self.network.is_some() {
+            return Err("member replacement is not supported behind the peer proxies".into());
+        }
         let mut c = self.client(via).await?;
         let (id, _, _) = self.status(i).await.ok_or("member to replace does not answer")?;
         // etcd refuses a removal ("unhealthy cluster") until the remaining members have been

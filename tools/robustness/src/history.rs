@@ -234,6 +234,41 @@ pub struct History {
     pub initial_kvs: BTreeMap<String, Kv>,
 }
 
+/// The client id of the expiries [`History::add_lease_expiries`] adds (no real client).
+pub const LEASE_EXPIRY: usize = usize::MAX - 1;
+
+impl History {
+    /// Adds, for every lease a grant may have created, its expiry as the server performs it: a
+    /// revoke with an unknown outcome, invoked no earlier than the grant's invoke plus the TTL
+    /// (the lessor counts from when it applied the grant, and a new leader extends leases, so
+    /// expiry may come any time later — or after the run). The checker may then place the
+    /// deletion of the lease's keys at any revision after that, or nowhere; a lease the client
+    /// revoked first makes the expiry a no-op, which the search never needs to place.
+    pub fn add_lease_expiries(&mut self) {
+        let expiries: Vec<Operation> = self
+            .operations
+            .iter()
+            .filter_map(|o| match (&o.request, &o.response) {
+                (Request::LeaseGrant { id, ttl }, None | Some(Response::Ok)) => Some(Operation {
+                    client: LEASE_EXPIRY,
+                    call: o.call.saturating_add((*ttl as u64).saturating_mul(1_000_000_000)),
+                    ret: None,
+                    request: Request::LeaseRevoke { id: *id },
+                    response: None,
+                    error: Some(format!("expiry of lease {id:x} (TTL {ttl} s)")),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.operations.extend(expiries);
+    }
+
+    /// Operations the clients made (not the expiries the suite added).
+    pub fn client_operations(&self) -> impl Iterator<Item = &Operation> {
+        self.operations.iter().filter(|o| o.client != LEASE_EXPIRY)
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

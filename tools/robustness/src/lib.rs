@@ -25,6 +25,7 @@ pub mod history;
 pub mod linearize;
 pub mod model;
 pub mod nemesis;
+pub mod network;
 pub mod replay;
 pub mod report;
 pub mod scenario;

@@ -228,3 +228,39 @@ fn many_concurrent_clients_stay_fast() {
     assert_linearizable(ops);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Lease expiry: a key on a lease with a 2 s TTL may vanish (one revision, no client revoke) once
+/// the TTL has passed since the grant was invoked, never before.
+#[test]
+fn key_of_expired_lease_may_vanish_after_its_ttl_only() {
+    const SECOND: u64 = 1_000_000_000;
+    let put_lease = Request::Txn {
+        compares: vec![],
+        success: vec![TxnOp::Put { key: "a".into(), value: "1".into(), lease: 9 }],
+        failure: vec![],
+    };
+    let with_read_at = |t: u64| {
+        let mut h = history(vec![
+            op(0, 0, Some(10), Request::LeaseGrant { id: 9, ttl: 2 }, Some(Response::Ok)),
+            op(0, 20, Some(30), put_lease.clone(), Some(put_ok(2))),
+            op(1, t, Some(t + 10), get("a"), Some(got(3, &[]))),
+        ]);
+        h.add_lease_expiries();
+        check(&h, Duration::from_secs(5)).verdict
+    };
+    let after = with_read_at(3 * SECOND);
+    assert!(matches!(after, Verdict::Linearizable { .. }), "after the TTL: {after:?}");
+    let before = with_read_at(SECOND);
+    assert!(matches!(before, Verdict::NotLinearizable { .. }), "before the TTL: {before:?}");
+    // Without the expiry in the history the vanished key has no explanation.
+    let mut h = history(vec![
+        op(0, 0, Some(10), Request::LeaseGrant { id: 9, ttl: 2 }, Some(Response::Ok)),
+        op(0, 20, Some(30), put_lease.clone(), Some(put_ok(2))),
+        op(1, 3 * SECOND, Some(3 * SECOND + 10), get("a"), Some(got(3, &[]))),
+    ]);
+    assert!(matches!(check(&h, Duration::from_secs(5)).verdict, Verdict::NotLinearizable { .. }));
+    // A lease the client revoked first expires as a no-op.
+    h.operations.push(op(0, 40, Some(50), Request::LeaseRevoke { id: 9 }, Some(Response::Revoked { rev: 3 })));
+    h.add_lease_expiries();
+    assert!(matches!(check(&h, Duration::from_secs(5)).verdict, Verdict::Linearizable { .. }));
+}

@@ -75,6 +75,7 @@ fn main() {
                 env: env.clone(),
                 check_budget: Duration::from_secs(cli.check_budget),
                 seed: cli.seed,
+                etcd_3_4: Setup::is_etcd(bin),
             };
             eprintln!("== {label}: {} ({} s)", fault.name(), cli.duration);
             match scenario::run(&setup) {

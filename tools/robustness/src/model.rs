@@ -12,8 +12,9 @@
 //! - compaction to `rev` fails with `compacted` if `rev` ≤ the compact revision and with
 //!   `future revision` if `rev` > the current one.
 //!
-//! A step answers the response the real server must give and the watch events it produced. Not
-//! modelled: lease expiry (the traffic uses TTLs far longer than a run), ranges at old revisions.
+//! A step answers the response the real server must give and the watch events it produced. Lease
+//! expiry is a revoke the history adds with an unknown outcome after the TTL
+//! (`History::add_lease_expiries`). Not modelled: ranges at old revisions.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -19,10 +19,18 @@ pub enum Fault {
     /// A follower is stopped until the log moved past the catch-up tail, then must install a
     /// snapshot (the cluster runs with a small `--snapshot-count`).
     SnapshotCatchUp,
+    /// The leader's peer links are cut both ways for a while (peer proxies, [`crate::network`]).
+    IsolateLeader,
+    /// A follower alone on one side, the leader and the other follower on the other.
+    SplitFollower,
+    /// Everything the leader sends to its peers is held; what they send it still arrives.
+    LeaderOutboundLoss,
+    /// Every peer link gets extra latency (a few election ticks' worth).
+    PeerDelay,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 12] = [
         Fault::None,
         Fault::KillFollower,
         Fault::KillLeader,
@@ -31,6 +39,10 @@ impl Fault {
         Fault::MoveLeader,
         Fault::ReplaceMember,
         Fault::SnapshotCatchUp,
+        Fault::IsolateLeader,
+        Fault::SplitFollower,
+        Fault::LeaderOutboundLoss,
+        Fault::PeerDelay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,11 +55,20 @@ impl Fault {
             Fault::MoveLeader => "move-leader",
             Fault::ReplaceMember => "replace-member",
             Fault::SnapshotCatchUp => "snapshot-catch-up",
+            Fault::IsolateLeader => "isolate-leader",
+            Fault::SplitFollower => "split-2-1",
+            Fault::LeaderOutboundLoss => "one-way-loss",
+            Fault::PeerDelay => "peer-delay",
         }
     }
 
     pub fn parse(s: &str) -> Option<Fault> {
         Fault::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// Whether the members' peer traffic must go through the suite's proxies.
+    pub fn needs_proxy(self) -> bool {
+        matches!(self, Fault::IsolateLeader | Fault::SplitFollower | Fault::LeaderOutboundLoss | Fault::PeerDelay)
     }
 
     /// Flags the cluster needs for this fault.
@@ -74,7 +95,8 @@ pub fn run(mut c: Cluster, fault: Fault, deadline: Instant) -> (Cluster, Vec<Str
             Err(e) => log.push(format!("{at:.1}s {} failed: {e}", fault.name())),
         }
         heal(&mut c);
-        std::thread::sleep(settle);
+        // After a partition the cluster needs a moment to elect and catch up before the next.
+        std::thread::sleep(if fault.needs_proxy() { settle * 2 } else { settle });
     }
     heal(&mut c);
     (c, log)
@@ -82,6 +104,9 @@ pub fn run(mut c: Cluster, fault: Fault, deadline: Instant) -> (Cluster, Vec<Str
 
 /// Restarts any member that is down and waits for it (bounded).
 fn heal(c: &mut Cluster) {
+    if let Some(net) = &c.network {
+        net.heal();
+    }
     for i in 0..c.members.len() {
         let _running = c.signal(i, "CONT");
         if c.members[i].child.is_none() && c.spawn(i).is_ok() {
@@ -131,6 +156,45 @@ async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<Stri
         Fault::ReplaceMember => {
             c.replace(follower, leader).await?;
             Ok(format!("replace {} (remove, wipe, add, rejoin)", c.members[follower].name))
+        }
+        Fault::IsolateLeader | Fault::SplitFollower | Fault::LeaderOutboundLoss | Fault::PeerDelay => {
+            let net = c.network.as_ref().ok_or("the cluster has no peer proxies")?;
+            let n = c.members.len();
+            let others = |x: usize| (0..n).filter(|&i| i != x).collect::<Vec<_>>();
+            let hold = Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()));
+            let what = match fault {
+                Fault::IsolateLeader => {
+                    net.partition(&[leader], &others(leader));
+                    format!("isolate leader {}", c.members[leader].name)
+                }
+                Fault::SplitFollower => {
+                    net.partition(&[follower], &others(follower));
+                    format!(
+                        "split {} from the leader {} and the other",
+                        c.members[follower].name, c.members[leader].name
+                    )
+                }
+                Fault::LeaderOutboundLoss => {
+                    let cut = others(leader).into_iter().map(|o| (leader, o)).collect();
+                    net.set(crate::network::Rules { cut, ..Default::default() });
+                    format!("hold everything leader {} sends", c.members[leader].name)
+                }
+                _ => {
+                    net.delay_all(Duration::from_millis(200));
+                    "200 ms on every peer link".to_string()
+                }
+            };
+            std::thread::sleep(hold);
+            // Evidence that the fault bit: whom the members follow at the end of it.
+            let seen = c.leaders_seen().await;
+            let net = c.network.as_ref().ok_or("the cluster has no peer proxies")?;
+            net.heal();
+            let (known, unknown) = net.connections();
+            Ok(format!(
+                "{what} for {:.1} s (leaders then: {}; peer connections recognised {known}, unknown {unknown}), heal",
+                hold.as_secs_f64(),
+                seen.join(" ")
+            ))
         }
         Fault::SnapshotCatchUp => {
             let (_, _, start_rev) = c.status(leader).await.ok_or("leader does not answer")?;

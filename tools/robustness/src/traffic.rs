@@ -7,7 +7,9 @@
 //! Every request is recorded with invoke and return time; an error that does not say what
 //! happened (timeout, unavailable, leader changed, connection lost) is recorded as an unknown
 //! outcome. Values are unique per run (`c<client>-<n>`), so an observed value names its writer.
-//! Leases are per client with ids the client picks, and TTLs far longer than a run.
+//! Leases are per client with ids the client picks; one in four has a TTL of 2–4 s, so leases
+//! expire during the run with their keys (the history then holds an expiry for each, see
+//! [`History::add_lease_expiries`]), the others outlive it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub const PREFIX: &str = "/r/";
 /// Bound on one request: past it the outcome is unknown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const LEASE_TTL: i64 = 3600;
+/// Short TTLs (seconds), chosen for one lease in four: they expire while the traffic runs.
+const SHORT_LEASE_TTL: std::ops::RangeInclusive<i64> = 2..=4;
 /// A client pauses this long after an unknown outcome (a real client backs off too), so an
 /// outage does not fill the history with thousands of unknowns.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -39,6 +43,9 @@ pub struct Config {
     /// Compact every this often, to the revision seen one period earlier.
     pub compact_every: Option<Duration>,
     pub seed: u64,
+    /// Whether a progress notification means every earlier event was sent (not so in etcd 3.4,
+    /// `watch::Allowances`): if not, a broken watch resumes after its last event instead.
+    pub progress_is_bookmark: bool,
 }
 
 /// Shared by every task of a run: the clock and what was recorded.
@@ -194,7 +201,8 @@ pub async fn kv_client(rec: Arc<Recorder>, cfg: Config, id: usize, deadline: Ins
                 None => {
                     lease_seq += 1;
                     let l = ((id as i64 + 1) << 32) | lease_seq;
-                    let granted = rec.call(id, &mut c, Request::LeaseGrant { id: l, ttl: LEASE_TTL }).await;
+                    let ttl = if rng.gen_ratio(1, 4) { rng.gen_range(SHORT_LEASE_TTL) } else { LEASE_TTL };
+                    let granted = rec.call(id, &mut c, Request::LeaseGrant { id: l, ttl }).await;
                     lease = matches!(granted, Some(Response::Ok)).then_some(l);
                     continue;
                 }
@@ -267,12 +275,8 @@ pub async fn kubernetes_client(
             };
             *cache.lock().expect("cache") = kvs.iter().map(|(k, kv)| (k.clone(), kv.modified)).collect();
             let spec = WatchSpec { range: list(), prev_kv: true, no_delete: false };
-            let w = Watcher {
-                name: format!("k8s-{id}"),
-                endpoints: cfg.endpoints.clone(),
-                spec,
-                cache: Some(cache.clone()),
-            };
+            let mut w = Watcher::new(format!("k8s-{id}"), cfg.endpoints.clone(), spec, &cfg);
+            w.cache = Some(cache.clone());
             watcher = Some(tokio::spawn(w.run(rec.clone(), rev + 1, false, until.clone())));
         }
         let k = key(&mut rng, cfg.keys);
@@ -309,12 +313,20 @@ pub struct Watcher {
     pub spec: WatchSpec,
     /// A Kubernetes client's cache of mod revisions, fed by the events.
     pub cache: Option<Arc<Mutex<HashMap<String, i64>>>>,
+    /// See [`Config::progress_is_bookmark`].
+    pub progress_is_bookmark: bool,
 }
 
 impl Watcher {
+    pub fn new(name: String, endpoints: Vec<String>, spec: WatchSpec, cfg: &Config) -> Watcher {
+        Watcher { name, endpoints, spec, cache: None, progress_is_bookmark: cfg.progress_is_bookmark }
+    }
+
     pub async fn run(self, rec: Arc<Recorder>, mut start: i64, progress: bool, end: WatchEnd) {
         let mut resumed = false;
         let mut last = start - 1;
+        // The last revision the resumed stream must follow: progress counts only as a bookmark.
+        let mut resume_after = start - 1;
         while Instant::now() < end.hard_stop {
             let Some(mut c) = connect(&self.endpoints, end.hard_stop).await else { break };
             let mut opts = WatchOptions::new().with_prefix().with_start_revision(start);
@@ -358,12 +370,16 @@ impl Watcher {
                         let r = client::watch_response(rec.now(), &m);
                         for e in &r.events {
                             last = last.max(e.rev);
+                            resume_after = resume_after.max(e.rev);
                             if let Some(cache) = &self.cache {
                                 cache.lock().expect("cache").insert(e.key.clone(), if e.delete { 0 } else { e.kv.modified });
                             }
                         }
                         if r.progress {
                             last = last.max(r.header_rev);
+                            if self.progress_is_bookmark {
+                                resume_after = resume_after.max(r.header_rev);
+                            }
                         }
                         let canceled = r.canceled;
                         if canceled && r.compact_rev > 0 {
@@ -385,9 +401,10 @@ impl Watcher {
                     start = rev;
                     resumed = false;
                     last = rev - 1;
+                    resume_after = rev - 1;
                 }
                 None => {
-                    start = last + 1;
+                    start = resume_after + 1;
                     resumed = true;
                 }
             }
