@@ -292,8 +292,10 @@ def defrag_section(d):
         f"100,000 keys, 256 B values, {plan.DEFRAG_CLIENTS[1]} clients on {plan.DEFRAG_CLIENTS[0]} connections) for "
         f"{d['duration']} s with nothing else running, then for another {d['duration']} s with one "
         "Maintenance.Defragment sent 2 s in (`etcdctl defrag`). \"during\" counts the puts that overlapped the "
-        "defragment call (started before it answered and answered after it was sent); etcd blocks reads and "
-        "writes while it rewrites its bbolt file, MetaStore compacts RocksDB beside them.",
+        "defragment call (started before it answered and answered after it was sent). Latencies include failed "
+        "puts at their time to fail (etcd answers a put it held past its request timeout, 7 s, with `request "
+        "timed out`). etcd blocks reads and writes while it rewrites its bbolt file, MetaStore compacts RocksDB "
+        "beside them.",
         "",
         table(defrag_rows(d["runs"].get("etcd"), d["runs"].get("metastore")), ("", "etcd", "MetaStore", "MetaStore / etcd")),
     ]
