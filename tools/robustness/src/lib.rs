@@ -16,8 +16,9 @@
 //! After the traffic, [`scenario`] also reads every member's history for acknowledged writes and
 //! compares the members' `HashKV` at the final revision (a divergence no client need observe).
 //!
-//! Not done: network partitions through a proxy, disk faults through an `Engine` wrapper,
-//! malformed-request fuzzing, lease expiry in the model.
+//! [`network`] is the fault-injecting proxy in front of the members' peer ports (partitions,
+//! one-way loss, delay). Disk faults and malformed-request fuzzing are process tests of the
+//! server (`tests/disk_faults.rs`, `tests/fuzz_requests.rs`).
 
 pub mod client;
 pub mod cluster;

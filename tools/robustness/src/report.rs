@@ -120,11 +120,15 @@ const SCOPE: &str = "\nScenarios: no-fault; kill-follower, kill-leader (SIGKILL,
 (SIGKILL every member, restart); pause-leader (SIGSTOP 2 s, SIGCONT); move-leader (Maintenance MoveLeader); \
 replace-member (member remove, wipe, member add on a new peer port, rejoin); snapshot-catch-up (a follower is \
 stopped until the leader's revision moved up to 6,000 past it or 20 s passed, with --snapshot-count 100, then \
-restarted). Each fault repeats through the run. `tests/robustness.rs` shows the checker rejects a member armed \
-with the failpoint `linearizable-read-skip-readindex` (plus `peer-send-slow` so followers lag).\n\n\
-Not done yet: network partitions through a fault-injecting proxy (split, isolate leader, one-way loss, delay), \
-disk faults through an Engine wrapper, property-based fuzzing of malformed requests, lease expiry in the model \
-(TTLs outlive the runs).\n";
+restarted); through a fault-injecting TCP proxy in front of every member's peer port (tools/robustness/src/network.rs), \
+each for 3 s then healed: isolate-leader (the leader's peer links held both ways), split-2-1 (a follower cut off \
+from the other two), one-way-loss (everything the leader sends held, what it receives delivered), peer-delay \
+(200 ms on every peer link). Each fault repeats through the run; a partition's line says whom each member \
+followed at its end. Leases: one in four has a 2–4 s TTL and expires during the run (the model allows its keys \
+to vanish any time after the TTL). `tests/robustness.rs` shows the checker rejects a member armed with the \
+failpoint `linearizable-read-skip-readindex` (plus `peer-send-slow` so followers lag).\n\n\
+Elsewhere: disk faults (`make test-disk-faults`, tests/disk_faults.rs) and malformed-request fuzzing \
+(tests/fuzz_requests.rs).\n";
 
 #[cfg(test)]
 mod tests {
