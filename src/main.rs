@@ -243,7 +243,7 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
         StorageEngine::RocksDb => {
             let dir = Path::new(&cfg.data_dir).join("member").join("rocksdb");
             std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
-            let engine = RocksEngine::open(&dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
+            let engine = RocksEngine::open(&dir, cfg.rocksdb).map_err(|e| format!("open {}: {e}", dir.display()))?;
             Ok(Arc::new(engine))
         }
     }

@@ -9,7 +9,7 @@ use crate::storage::{Engine, MemoryEngine, RocksEngine};
 
 fn engines() -> Vec<(Arc<dyn Engine>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
-    let rocks: Arc<dyn Engine> = Arc::new(RocksEngine::open(&dir.path().join("db")).unwrap());
+    let rocks: Arc<dyn Engine> = Arc::new(RocksEngine::open(&dir.path().join("db"), Default::default()).unwrap());
     vec![(Arc::new(MemoryEngine::new()), tempfile::tempdir().unwrap()), (rocks, dir)]
 }
 

@@ -5,7 +5,7 @@ use super::*;
 
 fn engines() -> Vec<(Box<dyn Engine>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rocks = RocksEngine::open(dir.path()).expect("open rocksdb");
+    let rocks = RocksEngine::open(dir.path(), Default::default()).expect("open rocksdb");
     vec![(Box::new(MemoryEngine::new()), None), (Box::new(rocks), Some(dir))]
 }
 
@@ -92,12 +92,12 @@ fn delete_range_bounded_and_open() {
 fn rocksdb_persists_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let e = RocksEngine::open(dir.path()).unwrap();
+        let e = RocksEngine::open(dir.path(), Default::default()).unwrap();
         let mut b = WriteBatch::new();
         b.put(Table::Members, b"m".to_vec(), b"1".to_vec());
         e.write(b, true).unwrap();
     }
-    let e = RocksEngine::open(dir.path()).unwrap();
+    let e = RocksEngine::open(dir.path(), Default::default()).unwrap();
     assert_eq!(e.get(Table::Members, b"m").unwrap(), Some(b"1".to_vec()));
     assert!(e.size_bytes() > 0);
 }
