@@ -135,18 +135,42 @@ impl Engine for RocksEngine {
         self.db.get_cf(self.cf(table), key).map_err(storage_err)
     }
 
-    /// RocksDB's batched MultiGet, which reads each block once for all the keys it holds; it
-    /// wants the keys sorted, so they are looked up in key order and answered in the caller's.
+    /// One forward iterator over the keys in sorted order: from each found key it steps with
+    /// `next` (a few entries at most) to the following one and seeks only across a gap. Keys
+    /// written together — a prefix loaded or updated in one go has neighbouring revisions —
+    /// then cost one step each instead of an index and a data-block search (a profile of a
+    /// 1,000-key prefix read had RocksDB's batched MultiGet at 43% of the server's CPU, nearly
+    /// all of it in those searches). Answers come back in the caller's order.
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        /// Entries stepped over before a seek is cheaper.
+        const MAX_STEPS: usize = 8;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         if !keys.is_sorted() {
             order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
         }
-        let found = self.db.batched_multi_get_cf(self.cf(table), order.iter().map(|i| &keys[*i]), true);
         let mut out = vec![None; keys.len()];
-        for (i, value) in order.into_iter().zip(found) {
-            out[i] = value.map_err(storage_err)?.map(|v| v.to_vec());
+        let (Some(first), Some(last)) = (order.first(), order.last()) else {
+            return Ok(out);
+        };
+        let mut upper = keys[*last].clone();
+        upper.push(0);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(table), Self::read_opts(&keys[*first], &upper));
+        it.seek(&keys[*first]);
+        for i in order {
+            let target = keys[i].as_slice();
+            let mut steps = 0;
+            while steps < MAX_STEPS && it.key().is_some_and(|k| k < target) {
+                it.next();
+                steps += 1;
+            }
+            if it.key().is_none_or(|k| k < target) {
+                it.seek(target);
+            }
+            if it.key() == Some(target) {
+                out[i] = it.value().map(<[u8]>::to_vec);
+            }
         }
+        it.status().map_err(storage_err)?;
         Ok(out)
     }
 
