@@ -34,7 +34,8 @@ enum Support {
 use Kind::{Bool, Value};
 use Support::{Honoured, Ignored};
 
-/// Every etcd 3.4 flag (plus MetaStore's own `--storage-engine`): name, kind, default, support.
+/// Every etcd 3.4 flag (plus MetaStore's own `--storage-engine` and RocksDB memory budgets):
+/// name, kind, default, support.
 const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("name", Value, "default", Honoured),
     ("data-dir", Value, "", Honoured),
@@ -118,7 +119,12 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("log-package-levels", Value, "", Ignored),
     ("config-file", Value, "", Honoured),
     ("storage-engine", Value, "rocksdb", Honoured),
+    ("rocksdb-block-cache-bytes", Value, "33554432", Honoured),
+    ("rocksdb-memtable-bytes", Value, "67108864", Honoured),
 ];
+
+/// Below this a RocksDB budget flag is refused: RocksDB would flush or evict on every write.
+const MIN_ROCKSDB_BUDGET: u64 = 1 << 20;
 
 /// Which engine holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +177,8 @@ pub struct Config {
     pub compaction_batch_limit: usize,
     pub log_level: String,
     pub storage_engine: StorageEngine,
+    /// `--rocksdb-block-cache-bytes` and `--rocksdb-memtable-bytes`.
+    pub rocksdb: crate::storage::RocksOptions,
     pub peer_tls: PeerTlsFlags,
     pub client_tls: ClientTlsFlags,
     /// `--cipher-suites`: Go's names, in order of preference (TLS 1.2; empty means the defaults).
@@ -332,6 +340,16 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
         "memory" => StorageEngine::Memory,
         other => return Err(format!("unknown --storage-engine {other:?} (rocksdb or memory)")),
     };
+    let budget = |name: &str| -> Result<usize, String> {
+        match num(name)? {
+            n if n < MIN_ROCKSDB_BUDGET => Err(format!("--{name} must be at least {MIN_ROCKSDB_BUDGET} bytes")),
+            n => Ok(n as usize),
+        }
+    };
+    let rocksdb = crate::storage::RocksOptions {
+        block_cache_bytes: budget("rocksdb-block-cache-bytes")?,
+        memtable_bytes: budget("rocksdb-memtable-bytes")?,
+    };
     let state = get("initial-cluster-state");
     if state != "new" && state != "existing" {
         return Err(format!("unexpected --initial-cluster-state {state:?} (new or existing)"));
@@ -373,6 +391,7 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
             .map_err(|_| format!("invalid value {:?} for flag --quota-backend-bytes", get("quota-backend-bytes")))?,
         log_level: get("log-level"),
         storage_engine,
+        rocksdb,
         peer_tls: PeerTlsFlags {
             cert_file: get("peer-cert-file"),
             key_file: get("peer-key-file"),
@@ -510,6 +529,13 @@ mod tests {
     }
 
     #[test]
+    fn rocksdb_budgets_come_from_their_flags() {
+        assert_eq!(run(&[]).rocksdb, crate::storage::RocksOptions::default());
+        let c = run(&["--rocksdb-block-cache-bytes", "8388608", "--rocksdb-memtable-bytes=16777216"]);
+        assert_eq!(c.rocksdb, crate::storage::RocksOptions { block_cache_bytes: 8 << 20, memtable_bytes: 16 << 20 });
+    }
+
+    #[test]
     fn go_durations() {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
@@ -523,6 +549,8 @@ mod tests {
         assert!(args(&["--heartbeat-interval", "100", "--election-timeout", "200"]).is_err());
         assert!(args(&["--initial-cluster", "n1"]).is_err());
         assert!(args(&["--storage-engine", "tape"]).is_err());
+        assert!(args(&["--rocksdb-block-cache-bytes", "1000"]).is_err());
+        assert!(args(&["--rocksdb-memtable-bytes", "lots"]).is_err());
         assert!(args(&["--no-such-flag"]).is_err());
     }
 }

@@ -257,7 +257,7 @@ fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
             let wal_dir = wal_dir(cfg, &dir)?;
             std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
             let engine: Arc<dyn Engine> = Arc::new(
-                RocksEngine::open_with_wal(&dir, wal_dir.as_deref())
+                RocksEngine::open_with_wal(&dir, wal_dir.as_deref(), cfg.rocksdb)
                     .map_err(|e| format!("open {}: {e}", dir.display()))?,
             );
             // Fault tests only: a disk that fails on command (`disk-fail-*-after` failpoints).

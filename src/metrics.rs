@@ -105,6 +105,8 @@ pub struct Gauges {
     pub compact_revision: IntGauge,
     pub watchers: IntGauge,
     pub watch_streams: IntGauge,
+    /// MetaStore's own: what the storage engine holds in memory, by `kind` (see `Engine::memory`).
+    pub storage_memory: IntGaugeVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -244,6 +246,14 @@ impl Metrics {
             ),
             watchers: gauge("etcd_debugging", "mvcc", "watcher_total", "Total number of watchers."),
             watch_streams: gauge("etcd_debugging", "mvcc", "watch_stream_total", "Total number of watch streams."),
+            storage_memory: reg(
+                &r,
+                IntGaugeVec::new(
+                    opts("metastore", "storage", "memory_bytes", "Bytes the storage engine holds in memory, by kind."),
+                    &["kind"],
+                )
+                .expect("gauge vec"),
+            ),
         };
         let histogram = |sub: &str, name: &str, help: &str| {
             let o = HistogramOpts::new(name, help).namespace("etcd").subsystem(sub).buckets(disk_buckets());

@@ -151,7 +151,7 @@ fn restore(m: &ArgMatches) -> Result<(), String> {
     let rocks = staging.join("member").join("rocksdb");
     std::fs::create_dir_all(&rocks).map_err(|e| format!("create {}: {e}", rocks.display()))?;
     {
-        let engine = RocksEngine::open(&rocks).map_err(|e| e.to_string())?;
+        let engine = RocksEngine::open(&rocks, Default::default()).map_err(|e| e.to_string())?;
         backup::restore(&db, &mut |batch| engine.write(batch, false)).map_err(|e| e.to_string())?;
         let mut last = WriteBatch::new();
         last.put(Table::Meta, META_RESTORED_CLUSTER, restored_cluster(&cfg).into_bytes());

@@ -230,3 +230,44 @@ async fn compaction_survives_sigkill_three_times() {
         assert_eq!(now.header().unwrap().revision(), *last_rev, "revision after the restart");
     }
 }
+
+/// The keys each lease carries after a restart (rebuilt in the same pass over history as the key
+/// index): only the newest version of a live key counts, so a key re-put without its lease, re-put
+/// with another lease, or deleted is not attached; history compacted below the versions must not
+/// matter either. Revoking then deletes exactly the attached keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_attachments_survive_sigkill() {
+    use etcd_client::{LeaseTimeToLiveOptions, PutOptions};
+    let m = Member::start(&[]);
+    let mut c = connect(&m).await;
+    let a = bounded("grant a", c.lease_grant(600, None)).await.id();
+    let b = bounded("grant b", c.lease_grant(600, None)).await.id();
+    let on = |id| Some(PutOptions::new().with_lease(id));
+    for key in ["kept", "unleased", "moved", "deleted", "again"] {
+        bounded("put", c.put(key, "1", on(a))).await;
+    }
+    bounded("re-put without lease", c.put("unleased", "2", None)).await;
+    bounded("re-put with b", c.put("moved", "2", on(b))).await;
+    bounded("delete", c.delete("deleted", None)).await;
+    bounded("delete again", c.delete("again", None)).await;
+    let last = bounded("put again", c.put("again", "2", on(a))).await.header().unwrap().revision();
+    bounded("compact", c.compact(last, None)).await;
+    drop(c);
+
+    let m = crash_and_restart(m).await;
+    let mut c = connect(&m).await;
+    let attached = |r: etcd_client::LeaseTimeToLiveResponse| {
+        let mut keys: Vec<String> = r.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        keys.sort();
+        keys
+    };
+    let keys = || Some(LeaseTimeToLiveOptions::new().with_keys());
+    let ttl_a = bounded("ttl a", c.lease_time_to_live(a, keys())).await;
+    assert_eq!(attached(ttl_a), ["again", "kept"]);
+    let ttl_b = bounded("ttl b", c.lease_time_to_live(b, keys())).await;
+    assert_eq!(attached(ttl_b), ["moved"]);
+    bounded("revoke a", c.lease_revoke(a)).await;
+    let left = bounded("get all", c.get("", Some(GetOptions::new().with_from_key()))).await;
+    let left: Vec<&str> = left.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
+    assert_eq!(left, ["moved", "unleased"]);
+}

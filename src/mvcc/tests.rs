@@ -9,7 +9,7 @@ use crate::storage::{Engine, MemoryEngine, RocksEngine};
 
 fn engines() -> Vec<(Arc<dyn Engine>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
-    let rocks: Arc<dyn Engine> = Arc::new(RocksEngine::open(&dir.path().join("db")).unwrap());
+    let rocks: Arc<dyn Engine> = Arc::new(RocksEngine::open(&dir.path().join("db"), Default::default()).unwrap());
     vec![(Arc::new(MemoryEngine::new()), tempfile::tempdir().unwrap()), (rocks, dir)]
 }
 
@@ -191,7 +191,7 @@ fn compaction_deletes_history_in_batches_with_the_same_outcome() {
     for (engine, _dir) in engines() {
         let (reference, _ref_dir) = engines().remove(0);
         let one_batch = KvStore::open(reference.clone()).unwrap();
-        let kv = KvStore::open_with_batch_limit(engine.clone(), 7).unwrap();
+        let kv = KvStore::open_with(engine.clone(), 7, &mut |_, _| {}).unwrap();
         for store in [&kv, &one_batch] {
             three_rounds(store);
             assert_eq!(store.hash_kv(0).unwrap().compact_rev, -1, "etcd's compact revision before any");
@@ -215,7 +215,7 @@ fn compaction_deletes_history_in_batches_with_the_same_outcome() {
         b.put(crate::storage::Table::Meta, crate::storage::schema::META_SCHEDULED_COMPACT, 151u64.to_be_bytes());
         engine.write(b, true).unwrap();
         drop(kv);
-        let kv = KvStore::open_with_batch_limit(engine.clone(), 7).unwrap();
+        let kv = KvStore::open_with(engine.clone(), 7, &mut |_, _| {}).unwrap();
         assert_eq!(kv.read().compact_rev(), 151);
         kv.wait_purged();
         assert_eq!(stored_revisions(&engine), 50 + 10, "each key's newest revision and the tombstones");

@@ -131,11 +131,11 @@ impl StateMachine for Applier {
 
     fn restored(&mut self) -> Result<()> {
         let engine = self.kv.engine().clone();
-        self.kv.reload()?;
-        self.hub.restored();
         self.lessor.reload(&*engine)?;
+        let lessor = &self.lessor;
+        self.kv.reload(&mut |key, id| lessor.attach(key, id))?;
+        self.hub.restored();
         self.auth.reload(&*engine)?;
-        super::leases::attach_stored_keys(&self.kv, &self.lessor)?;
         self.members.reload(&*engine)?;
         self.alarms.reload(&*engine)?;
         for m in self.members.list() {

@@ -11,7 +11,6 @@ use super::{Caller, RequestContext, Server};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::lease::{Checkpoint, LeaseStatus, Lessor};
-use crate::mvcc::{KeyRange, KvStore, RangeOptions};
 use crate::peer;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
@@ -26,15 +25,6 @@ const TICK: Duration = Duration::from_millis(100);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// etcd revokes at most 1000 leases per second.
 const REVOKES_PER_TICK: usize = 100;
-
-/// Rebuilds which keys carry which lease from the stored key-values (at start).
-pub(super) fn attach_stored_keys(kv: &KvStore, lessor: &Lessor) -> Result<()> {
-    let all = kv.read().range(&KeyRange::From(vec![0]), RangeOptions::default())?;
-    for item in all.kvs.iter().filter(|kv| kv.lease != 0) {
-        lessor.attach(&item.key, item.lease);
-    }
-    Ok(())
-}
 
 impl Server {
     pub async fn lease_grant(&self, ctx: &RequestContext, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {

@@ -165,9 +165,12 @@ impl Server {
     /// must be called inside a tokio runtime). A fatal raft error ends the process (see
     /// `raft::start`): a member that cannot apply its log must not keep answering.
     pub fn start(cfg: ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<Self>> {
-        let kv = Arc::new(KvStore::open_with_batch_limit(engine.clone(), cfg.compaction_batch_limit)?);
         let lessor = Arc::new(Lessor::open(&*engine, cfg.min_lease_ttl())?);
-        leases::attach_stored_keys(&kv, &lessor)?;
+        let opened = std::time::Instant::now();
+        let kv = Arc::new(KvStore::open_with(engine.clone(), cfg.compaction_batch_limit, &mut |key, id| {
+            lessor.attach(key, id)
+        })?);
+        tracing::info!(keys = kv.read().key_count(), took = ?opened.elapsed(), "rebuilt the key index from history");
         let tokens = Tokens::from_flags(&cfg.auth_token, cfg.auth_token_ttl)?;
         let auth = Arc::new(AuthStore::open(&*engine, tokens)?);
         let hub = WatchHub::new(kv.clone(), cfg.watch_progress_interval);
@@ -258,6 +261,8 @@ impl Server {
     }
 
     /// Stops the raft node and waits for its thread, so storage can close cleanly.
+    /// Stops the raft node for a process that is exiting; the key index is left to the OS
+    /// (see [`KvStore::abandon_index_for_exit`]).
     pub fn stop(&self) {
         self.raft.stop();
         if let Some(thread) = self.raft_thread.lock().expect("raft thread lock").take() {
@@ -265,6 +270,7 @@ impl Server {
                 tracing::error!(error = %e, "raft node had failed");
             }
         }
+        self.kv.abandon_index_for_exit();
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -310,6 +316,9 @@ impl Server {
         g.db_total_size.set(db_size);
         g.debugging_db_total_size.set(db_size);
         g.db_in_use.set(self.engine.table_bytes(&snapshot::TABLES) as i64);
+        for (kind, bytes) in self.engine.memory() {
+            g.storage_memory.with_label_values(&[kind]).set(bytes as i64);
+        }
         {
             let kv = self.kv.read();
             g.current_revision.set(kv.rev());

@@ -34,7 +34,7 @@ mod tests;
 #[cfg(feature = "fault-injection")]
 pub use faulty::FaultyEngine;
 pub use memory::MemoryEngine;
-pub use rocks::RocksEngine;
+pub use rocks::{RocksEngine, RocksOptions};
 pub use schema::Table;
 
 use crate::error::Result;
@@ -128,6 +128,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Approximate bytes used on disk (or in memory), as reported in `Status.dbSize`.
     fn size_bytes(&self) -> u64 {
         self.table_bytes(&Table::ALL)
+    }
+
+    /// Memory the engine holds now, by kind, in bytes (for `/metrics`); empty where it keeps no
+    /// account of its own.
+    fn memory(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
 
     /// Approximate bytes `tables` use (files and memtables; key and value bytes in memory).

@@ -1,6 +1,12 @@
 //! The RocksDB engine: one column family per [`Table`], one `rocksdb::WriteBatch` per
 //! [`WriteBatch`] (atomic across column families), `sync` mapped to a WAL fsync.
 //!
+//! Memory is bounded by two budgets set at open ([`RocksOptions`], MetaStore's
+//! `--rocksdb-block-cache-bytes` and `--rocksdb-memtable-bytes`): one LRU block cache shared by
+//! every table, which also holds the SST index and bloom-filter blocks (so they do not grow with
+//! the data outside the budget), and one write-buffer budget over every table's memtables (RocksDB
+//! flushes the largest memtable when the total passes it).
+//!
 //! Durability note: a synced write also makes every earlier unsynced write durable, because they
 //! share one WAL. The raft layer relies on this: state-machine batches are written unsynced and
 //! become durable with the next synced raft-log write.
@@ -8,7 +14,7 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
     WriteOptions, DB,
 };
 
@@ -17,6 +23,22 @@ use crate::error::{Error, Result};
 
 pub struct RocksEngine {
     db: DB,
+    cache: Cache,
+}
+
+/// The memory budgets of a [`RocksEngine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RocksOptions {
+    /// Bytes of the block cache shared by every table: data, index and filter blocks.
+    pub block_cache_bytes: usize,
+    /// Bytes all tables' memtables may hold together before the largest is flushed.
+    pub memtable_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        Self { block_cache_bytes: 32 << 20, memtable_bytes: 64 << 20 }
+    }
 }
 
 fn storage_err(e: rocksdb::Error) -> Error {
@@ -25,14 +47,15 @@ fn storage_err(e: rocksdb::Error) -> Error {
 
 impl RocksEngine {
     /// Opens (or creates) the database in `dir`, creating any missing table.
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with_wal(dir, None)
+    pub fn open(dir: &Path, budget: RocksOptions) -> Result<Self> {
+        Self::open_with_wal(dir, None, budget)
     }
 
     /// [`RocksEngine::open`] with the write-ahead log in `wal_dir` (etcd's `--wal-dir`: the
     /// synced log on a disk of its own), created if missing. RocksDB finds its WAL only there:
     /// a database must always be opened with the same WAL directory.
-    pub fn open_with_wal(dir: &Path, wal_dir: Option<&Path>) -> Result<Self> {
+    pub fn open_with_wal(dir: &Path, wal_dir: Option<&Path>, budget: RocksOptions) -> Result<Self> {
+        let cache = Cache::new_lru_cache(budget.block_cache_bytes).map_err(storage_err)?;
         let mut opts = Options::default();
         if let Some(wal) = wal_dir {
             std::fs::create_dir_all(wal)
@@ -46,9 +69,10 @@ impl RocksEngine {
         opts.set_keep_log_file_num(4);
         // A rarely written table's memtable would otherwise keep every WAL file alive.
         opts.set_max_total_wal_size(64 * 1024 * 1024);
-        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), table_options(*t)));
+        opts.set_db_write_buffer_size(budget.memtable_bytes);
+        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), table_options(*t, &cache, budget)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(storage_err)?;
-        Ok(Self { db })
+        Ok(Self { db, cache })
     }
 
     fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
@@ -65,11 +89,20 @@ impl RocksEngine {
     }
 }
 
-fn table_options(table: Table) -> Options {
+fn table_options(table: Table, cache: &Cache, budget: RocksOptions) -> Options {
     let mut opts = Options::default();
     let mut block = BlockBasedOptions::default();
     block.set_bloom_filter(10.0, false);
+    block.set_block_cache(cache);
+    block.set_cache_index_and_filter_blocks(true);
+    block.set_pin_l0_filter_and_index_blocks_in_cache(true);
     opts.set_block_based_table_factory(&block);
+    // The two tables written on every request get a quarter of the budget per memtable; the
+    // others are written rarely and stay small.
+    opts.set_write_buffer_size(match table {
+        Table::Key | Table::RaftLog => budget.memtable_bytes / 4,
+        _ => budget.memtable_bytes / 16,
+    });
     opts.set_compression_type(match table {
         Table::Key => DBCompressionType::Lz4,
         _ => DBCompressionType::None,
@@ -114,13 +147,43 @@ impl Engine for RocksEngine {
         self.db.get_cf(self.cf(table), key).map_err(storage_err)
     }
 
+    /// One forward iterator over the keys in sorted order: from each found key it steps with
+    /// `next` (a few entries at most) to the following one and seeks only across a gap. Keys
+    /// written together — a prefix loaded or updated in one go has neighbouring revisions —
+    /// then cost one step each instead of an index and a data-block search (a profile of a
+    /// 1,000-key prefix read had RocksDB's batched MultiGet at 43% of the server's CPU, nearly
+    /// all of it in those searches). Answers come back in the caller's order.
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        let cf = self.cf(table);
-        self.db
-            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
-            .into_iter()
-            .map(|r| r.map_err(storage_err))
-            .collect()
+        /// Entries stepped over before a seek is cheaper.
+        const MAX_STEPS: usize = 8;
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        if !keys.is_sorted() {
+            order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+        }
+        let mut out = vec![None; keys.len()];
+        let (Some(first), Some(last)) = (order.first(), order.last()) else {
+            return Ok(out);
+        };
+        let mut upper = keys[*last].clone();
+        upper.push(0);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(table), Self::read_opts(&keys[*first], &upper));
+        it.seek(&keys[*first]);
+        for i in order {
+            let target = keys[i].as_slice();
+            let mut steps = 0;
+            while steps < MAX_STEPS && it.key().is_some_and(|k| k < target) {
+                it.next();
+                steps += 1;
+            }
+            if it.key().is_none_or(|k| k < target) {
+                it.seek(target);
+            }
+            if it.key() == Some(target) {
+                out[i] = it.value().map(<[u8]>::to_vec);
+            }
+        }
+        it.status().map_err(storage_err)?;
+        Ok(out)
     }
 
     fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
@@ -163,6 +226,21 @@ impl Engine for RocksEngine {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo).map_err(storage_err)
+    }
+
+    /// The block cache (`block_cache`, of which `block_cache_pinned` is held by reads in flight),
+    /// memtables, and index and filter blocks outside the cache (`table_readers`: 0 while they
+    /// are cached), from RocksDB's own counters.
+    fn memory(&self) -> Vec<(&'static str, u64)> {
+        let sum = |name: &str| -> u64 {
+            Table::ALL.iter().filter_map(|t| self.db.property_int_value_cf(self.cf(*t), name).ok().flatten()).sum()
+        };
+        vec![
+            ("block_cache", self.cache.get_usage() as u64),
+            ("block_cache_pinned", self.cache.get_pinned_usage() as u64),
+            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+        ]
     }
 
     fn table_bytes(&self, tables: &[Table]) -> u64 {

@@ -16,6 +16,8 @@
 
 use std::collections::HashSet;
 
+use smallvec::{smallvec, SmallVec};
+
 use super::revision::Revision;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,8 +27,9 @@ pub struct Generation {
     /// Revision of the put that created the generation.
     pub created: Revision,
     /// Revisions of the versions still indexed, oldest first; the last one of a closed
-    /// generation is its tombstone.
-    pub revs: Vec<Revision>,
+    /// generation is its tombstone. Inline while there is one: most keys of a compacted store
+    /// (and every key put once) have one revision, and a heap allocation would cost more than it.
+    pub revs: SmallVec<[Revision; 1]>,
 }
 
 impl Generation {
@@ -47,13 +50,14 @@ pub struct Found {
 pub struct KeyIndex {
     /// Revision of the last modification (put or tombstone).
     pub modified: Revision,
-    /// Oldest first; never empty; the last is the live (possibly empty) generation.
-    pub generations: Vec<Generation>,
+    /// Oldest first; never empty; the last is the live (possibly empty) generation. Inline while
+    /// there is one (a key never deleted).
+    pub generations: SmallVec<[Generation; 1]>,
 }
 
 impl Default for KeyIndex {
     fn default() -> Self {
-        Self { modified: Revision::default(), generations: vec![Generation::default()] }
+        Self { modified: Revision::default(), generations: smallvec![Generation::default()] }
     }
 }
 
@@ -72,7 +76,7 @@ impl KeyIndex {
     /// Rebuilds a live generation whose older history was compacted away.
     pub fn restore(&mut self, created: Revision, modified: Revision, ver: i64) {
         self.modified = modified;
-        *self.generations.last_mut().expect("live generation") = Generation { ver, created, revs: vec![modified] };
+        *self.generations.last_mut().expect("live generation") = Generation { ver, created, revs: smallvec![modified] };
     }
 
     /// Records a deletion at `rev`; returns `false` (and changes nothing) if the key is not live.

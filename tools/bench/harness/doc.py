@@ -153,6 +153,12 @@ def scale_section(s):
         ("restart: SIGTERM, start, first linearizable read (s)", "s", e.get("restart_s"), m.get("restart_s")),
         ("RSS right after restart (MiB)", "MiB", mib(e.get("rss_restarted_kib")), mib(m.get("rss_restarted_kib"))),
     ]
+    for kind, title in (("block_cache", "RocksDB block cache"), ("memtables", "RocksDB memtables"),
+                        ("table_readers", "RocksDB index/filter blocks outside the cache")):
+        for when, key in (("after load", "storage_memory"), ("after restart", "storage_memory_restarted")):
+            b = m.get(key, {}).get(kind)
+            if b is not None:
+                rows.append((f"MetaStore only: {title}, {when} (MiB)", "MiB", None, b / 1048576))
     for rid, title, _a in plan.scale_reads(keys):
         for q in ("p50", "p99"):
             rows.append((f"{title}: {q} ms", "ms", read(e, rid, q), read(m, rid, q)))
@@ -448,7 +454,8 @@ SECTION_HEADINGS = {
     "floor": "## Physical floor",
     "single": "## Single member",
     "cluster": "## Three members",
-    "scale": "## Scale",
+    "scale": "## Scale:",
+    "scale-run": "## Scale run:",
     "scan": "## Reads under writes: put latency during full-keyspace scans",
     "auth": "## Auth: simple tokens and JWTs against no auth",
     "gateway": "## JSON gateway: put and range over HTTP",
@@ -460,6 +467,8 @@ def section_text(res, name, partial=False):
     """The markdown of one section, heading included. A partial run (`--sections`) says when and how it
     was produced, since the rest of the document comes from another run."""
     head = SECTION_HEADINGS[name]
+    if name == "scale" and res["scale"].get("custom"):
+        return section_text({**res, "scale-run": res["scale"]}, "scale-run", partial)
     if name == "floor":
         body = floor_section(res["floor"])
     elif name == "single":
@@ -467,11 +476,14 @@ def section_text(res, name, partial=False):
                 "the other, the order alternating from row to row.\n\n" + single_section(res["single"]))
     elif name == "cluster":
         body = cluster_section(res["cluster"])
-    elif name == "scale":
-        head = f"## Scale: {res['scale']['keys']:,} keys"
+    elif name in ("scale", "scale-run"):
+        head = f"{head} {res[name]['keys']:,} keys"
+        if name == "scale-run":
+            head += " (`make bench-scale`)"
         body = ("A fresh single member of each server, loaded with sequential keys `s/<14 digits>` in "
                 "transactions of 100 puts; then a graceful restart timed until the first linearizable read "
-                "succeeds, then reads with 1 client.\n\n" + scale_section(res["scale"]))
+                "succeeds, then reads with 1 client. Both get `--quota-backend-bytes 8589934592`.\n\n"
+                + scale_section(res[name]))
     elif name == "scan":
         body = scan_section(res["scan"])
     elif name == "defrag":

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "member.sh")
 
@@ -55,6 +56,22 @@ def proc_status_kib(pid, field):
     except OSError:
         return None
     return None
+
+
+def storage_memory(endpoint):
+    """MetaStore's `metastore_storage_memory_bytes` gauges by kind from /metrics (empty for etcd,
+    which has none)."""
+    out = {}
+    try:
+        with urllib.request.urlopen(endpoint.split(",")[0] + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("metastore_storage_memory_bytes{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            out[kind] = int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 class Member:
