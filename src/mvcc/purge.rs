@@ -46,6 +46,7 @@ struct Pending {
 pub(super) struct Purger {
     tx: Mutex<mpsc::Sender<Job>>,
     pending: Arc<Pending>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Purger {
@@ -54,7 +55,7 @@ impl Purger {
         let pending = Arc::new(Pending::default());
         let done = pending.clone();
         let limit = batch_limit.max(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mvcc-purge".into())
             .spawn(move || {
                 for job in rx {
@@ -69,7 +70,7 @@ impl Purger {
                 }
             })
             .expect("spawn the mvcc purge thread");
-        Self { tx: Mutex::new(tx), pending }
+        Self { tx: Mutex::new(tx), pending, thread: Some(thread) }
     }
 
     /// Queues a job. Called under the store's exclusive lock, so a caller holding the shared
@@ -117,4 +118,17 @@ fn run(engine: &dyn Engine, job: &Job, limit: usize) -> crate::error::Result<()>
         "finished scheduled compaction"
     );
     Ok(())
+}
+
+impl Drop for Purger {
+    /// Closes the queue and waits for the thread, so the engine it holds is released before the
+    /// store's owner goes on (RocksDB must be closed before the process exits, or its static
+    /// destructors abort the process).
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(self.tx.get_mut().expect("purge lock"), closed));
+        if let Some(thread) = self.thread.take() {
+            let _ended = thread.join();
+        }
+    }
 }

@@ -195,6 +195,13 @@ impl Member {
         Err(format!("not healthy within 30 s:\n{}", self.log()))
     }
 
+    /// SIGTERM, as an operator stops a member: waits for the exit and returns its status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("member is running");
+        child.wait().expect("reap metastore")
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
