@@ -20,7 +20,8 @@ struct Cli {
     #[arg(long, required = true)]
     target: Vec<String>,
     /// Comma-separated scenarios (default: all): no-fault, kill-follower, kill-leader, kill-all,
-    /// pause-leader, move-leader, replace-member, snapshot-catch-up.
+    /// pause-leader, move-leader, replace-member, snapshot-catch-up, isolate-leader, split-2-1,
+    /// one-way-loss, peer-delay, partition-kill.
     #[arg(long)]
     scenarios: Option<String>,
     /// Seconds of traffic per scenario.
