@@ -57,7 +57,7 @@ test-etcd-e2e: build
 
 # The robustness suite (tools/robustness): every scenario (a fault kind each, ROBUSTNESS_SECONDS of
 # traffic) on 3 MetaStore members, then the same on 3 members of real etcd 3.4.23; writes
-# $(ROBUSTNESS_OUT). About 10 minutes with the default 30 s (both servers); ROBUSTNESS_SCENARIOS=kill-leader,... runs some.
+# $(ROBUSTNESS_OUT). About 20 minutes with the default 30 s (both servers); ROBUSTNESS_SCENARIOS=kill-leader,... runs some.
 ROBUSTNESS_SECONDS ?= 30
 ROBUSTNESS_OUT ?= docs/robustness.md
 ROBUSTNESS_SCENARIOS ?=

@@ -5,13 +5,16 @@
 //! anywhere after its invoke, or leave it out.
 //!
 //! Puts and deletes are recorded as one-branch transactions, as etcd's model does, so the model
-//! has one write step. Watch streams are recorded separately ([`WatchSession`]).
+//! has one write step. Watch streams are recorded separately ([`WatchSession`]). A failed
+//! scenario's history is saved as JSON ([`History::to_json`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A key's stored state, as a range or a watch event reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Kv {
     pub value: String,
     pub create: i64,
@@ -21,7 +24,7 @@ pub struct Kv {
 }
 
 /// A range over the suite's key space: one key, or every key starting with `key` (`prefix`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
     pub key: String,
     pub prefix: bool,
@@ -40,13 +43,13 @@ impl Range {
 }
 
 /// A txn compare; the traffic only asks equality.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Compare {
     ModRevision(String, i64),
     Value(String, String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
     Get(Range),
     /// `lease` 0: no lease.
@@ -60,7 +63,7 @@ pub enum TxnOp {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// A read; serializable ones are checked by replay, not by the search.
     Range {
@@ -106,7 +109,7 @@ impl Request {
 }
 
 /// Result of one op inside a txn.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResult {
     Get { kvs: Vec<(String, Kv)>, count: i64 },
     Put,
@@ -114,7 +117,7 @@ pub enum OpResult {
 }
 
 /// etcd errors that say for sure what happened (nothing was changed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EtcdError {
     LeaseNotFound,
     LeaseExists,
@@ -122,7 +125,7 @@ pub enum EtcdError {
     FutureRev,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Range {
         rev: i64,
@@ -156,7 +159,7 @@ impl Response {
 }
 
 /// One client operation. `ret` is `None` when the outcome is unknown.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Operation {
     pub client: usize,
     pub call: u64,
@@ -168,7 +171,7 @@ pub struct Operation {
 }
 
 /// One watch response as received.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatchResponse {
     pub time: u64,
     pub header_rev: i64,
@@ -179,7 +182,7 @@ pub struct WatchResponse {
     pub compact_rev: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub rev: i64,
     pub delete: bool,
@@ -204,7 +207,7 @@ impl fmt::Display for Event {
 }
 
 /// What a watch asked for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatchSpec {
     pub range: Range,
     pub prev_kv: bool,
@@ -213,7 +216,7 @@ pub struct WatchSpec {
 
 /// One watch stream from its start revision until it ended (error, cancel, end of run). A
 /// watcher that reconnects starts a new session at the last revision it saw plus one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WatchSession {
     pub watcher: String,
     pub spec: WatchSpec,
@@ -225,7 +228,7 @@ pub struct WatchSession {
 }
 
 /// Everything a run recorded.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct History {
     pub operations: Vec<Operation>,
     pub watches: Vec<WatchSession>,
@@ -261,6 +264,16 @@ impl History {
             })
             .collect();
         self.operations.extend(expiries);
+    }
+
+    /// The history as JSON: a failed run's evidence, to re-check (`metastore-robustness
+    /// --check-history`) or to keep as a test fixture.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a history is plain data")
+    }
+
+    pub fn from_json(text: &str) -> Result<History, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a recorded history: {e}"))
     }
 
     /// Operations the clients made (not the expiries the suite added).

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Layers: [`history`] is the vocabulary, [`model`] the etcd state machine, [`linearize`] the
-//! search, [`replay`] and [`watch`] the checks that need a linearization; [`client`] and
+//! search (which lets the watch streams, [`evidence`], place operations without an answer),
+//! [`replay`] and [`watch`] the checks that need a linearization; [`client`] and
 //! [`traffic`] produce histories, [`cluster`] starts members through `tools/member.sh`,
 //! [`nemesis`] injects faults, [`scenario`] runs one and [`report`] writes `docs/robustness.md`.
 //! After the traffic, [`scenario`] also reads every member's history for acknowledged writes and
@@ -22,6 +23,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod evidence;
 pub mod history;
 pub mod linearize;
 pub mod model;

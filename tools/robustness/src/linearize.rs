@@ -25,6 +25,11 @@
 //! revision some watcher saw events at and no other write claims (this relies on the watchers
 //! together seeing every revision, which their reliability check verifies).
 //!
+//! Watch evidence: an operation without an answer (unknown outcome, lease expiry) may create a
+//! revision only with the events the watch streams show there ([`crate::evidence`]), so where
+//! the client history leaves a floating revoke's or expiry's place open, the streams decide it,
+//! and the watch validators judge them against a linearization they can agree with.
+//!
 //! A time budget bounds the search (answer: unknown). When a history is not linearizable, the
 //! report shows the deepest point reached: the model state there, the operations linearized just
 //! before, and the window of concurrent operations none of which fits, each with its recorded
@@ -35,6 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::evidence::Evidence;
 use crate::history::{History, OpResult, Request, Response};
 use crate::model::State;
 
@@ -181,9 +187,7 @@ fn state_hash(s: &State) -> u64 {
 pub fn check(h: &History, budget: Duration) -> Checked {
     let entries = entries(h);
     let initial = State::new(h.initial_rev, h.initial_kvs.clone());
-    let revs: HashSet<i64> =
-        h.watches.iter().flat_map(|w| &w.responses).flat_map(|r| &r.events).map(|e| e.rev).collect();
-    let verdict = search(&entries, &initial, &revs, budget);
+    let verdict = search(&entries, &initial, &Evidence::new(&h.watches), budget);
     Checked { entries, initial, verdict }
 }
 
@@ -195,9 +199,9 @@ struct Deepest {
     window: Vec<usize>,
 }
 
-/// Searches for a linearization of `entries` from `initial`. `observed_revisions` are the
-/// revisions the watchers saw events at.
-pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i64>, budget: Duration) -> Verdict {
+/// Searches for a linearization of `entries` from `initial`, placing operations without an
+/// answer where the watch streams (`evidence`) allow.
+pub fn search(entries: &[Entry], initial: &State, evidence: &Evidence, budget: Duration) -> Verdict {
     let n = entries.len();
     let started = Instant::now();
     let mut rng = Splitmix(0x5eed_1234_abcd_0042);
@@ -210,7 +214,7 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
     let claimed: HashSet<i64> = entries.iter().filter_map(|e| e.creates).collect();
     // Revisions some watcher saw that no acknowledged or observed write claims: the only ones an
     // unknown-outcome delete can have created.
-    let free: HashSet<i64> = observed_revisions.iter().copied().filter(|r| !claimed.contains(r)).collect();
+    let free: HashSet<i64> = evidence.revisions().filter(|r| !claimed.contains(r)).collect();
 
     let mut memo: HashSet<(u128, u64)> = HashSet::new();
     let mut stack: Vec<(usize, State, u64)> = Vec::new();
@@ -227,7 +231,7 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
         }
         steps += 1;
         if steps.is_multiple_of(4096) && started.elapsed() > budget {
-            return Verdict::Unknown { visited: memo.len(), report: report(entries, deepest) };
+            return Verdict::Unknown { visited: memo.len(), report: report(entries, evidence, deepest) };
         }
         if cursor != END && entries[cursor].call < min_ret {
             let e = &entries[cursor];
@@ -244,12 +248,12 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
                 cursor = next[cursor];
                 continue;
             }
-            let (ns, resp, _) = state.step(&e.request);
+            let (ns, resp, events) = state.step(&e.request);
             let bumped = ns.rev != state.rev;
             let rev_ok = match e.creates {
                 Some(r) => ns.rev == r,
                 None => !bumped || !claimed.contains(&ns.rev),
-            };
+            } && (e.response.is_some() || !bumped || evidence.allows(ns.rev, &events));
             let fits = rev_ok
                 && match &e.response {
                     Some(r) => *r == resp,
@@ -286,7 +290,7 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
             });
         }
         let Some((op, st, m)) = stack.pop() else {
-            return Verdict::NotLinearizable { report: report(entries, deepest) };
+            return Verdict::NotLinearizable { report: report(entries, evidence, deepest) };
         };
         // relink `op` where it was: its neighbours are the nearest unlinked entries around it.
         let (p, nx) = (prev[op], next[op]);
@@ -306,7 +310,6 @@ pub fn search(entries: &[Entry], initial: &State, observed_revisions: &HashSet<i
     }
 }
 
-/// The unlinearized entries that could go next (at most 16), and the first that could not.
 /// The unlinearized entries that could go next: those that must be linearized first (at most
 /// 16), then unknown outcomes (at most 4).
 fn window(entries: &[Entry], next: &[usize], head: usize) -> Vec<usize> {
@@ -328,7 +331,7 @@ fn window(entries: &[Entry], next: &[usize], head: usize) -> Vec<usize> {
     must
 }
 
-fn report(entries: &[Entry], deepest: Option<Deepest>) -> String {
+fn report(entries: &[Entry], evidence: &Evidence, deepest: Option<Deepest>) -> String {
     let Some(d) = deepest else { return "no operation could be linearized".into() };
     let time = |t: u64| if t == INF { "?".to_string() } else { format!("{:.3}ms", t as f64 / 1e6) };
     let line = |i: usize| {
@@ -352,8 +355,11 @@ fn report(entries: &[Entry], deepest: Option<Deepest>) -> String {
     s += "\nno operation of this window fits (recorded ⇒ / model would answer):\n";
     for i in d.window {
         s += &line(i);
-        let (_, resp, _) = d.state.step(&entries[i].request);
+        let (next, resp, events) = d.state.step(&entries[i].request);
         s += &format!("\n      model: {resp}\n");
+        if entries[i].response.is_none() && next.rev != d.state.rev && !evidence.allows(next.rev, &events) {
+            s += &format!("      watch streams disagree: they saw {}\n", evidence.describe(next.rev));
+        }
     }
     s
 }

@@ -4,12 +4,18 @@
 //! ```text
 //! metastore-robustness --target MetaStore=target/release/metastore --target etcd=/usr/bin/etcd \
 //!     --duration 30 --out docs/robustness.md
+//! metastore-robustness --check-history /tmp/robustness-etcd-kill-follower.history.json --etcd-3-4
 //! ```
+//!
+//! A failed scenario leaves its failures and its recorded history (JSON) in the temporary
+//! directory; `--check-history` checks such a history again (after a checker change, or to make
+//! it a test fixture).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use metastore_robustness::history::History;
 use metastore_robustness::nemesis::Fault;
 use metastore_robustness::report::{self, Run};
 use metastore_robustness::scenario::{self, Setup};
@@ -17,10 +23,17 @@ use metastore_robustness::scenario::{self, Setup};
 #[derive(Parser)]
 struct Cli {
     /// LABEL=BINARY of a server taking etcd's flags; repeatable.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "check_history")]
     target: Vec<String>,
+    /// Instead of running scenarios, check a history a failed scenario saved (JSON).
+    #[arg(long)]
+    check_history: Option<PathBuf>,
+    /// With --check-history: the history is etcd 3.4's (its early progress answers are allowed).
+    #[arg(long)]
+    etcd_3_4: bool,
     /// Comma-separated scenarios (default: all): no-fault, kill-follower, kill-leader, kill-all,
-    /// pause-leader, move-leader, replace-member, snapshot-catch-up.
+    /// pause-leader, move-leader, replace-member, snapshot-catch-up, isolate-leader, split-2-1,
+    /// one-way-loss, peer-delay, partition-kill.
     #[arg(long)]
     scenarios: Option<String>,
     /// Seconds of traffic per scenario.
@@ -51,6 +64,21 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(path) = &cli.check_history {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let history = History::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut o = scenario::check(&history, Duration::from_secs(cli.check_budget), cli.etcd_3_4);
+        o.scenario = path.display().to_string();
+        eprintln!(
+            "{} ops ({} unknown), linearizable {}, watch failures {}",
+            o.operations,
+            o.unknown,
+            o.linearizable,
+            o.watch.failures.len()
+        );
+        eprint!("{}", report::details(&o));
+        std::process::exit(if o.passed() { 0 } else { 1 });
+    }
     let faults: Vec<Fault> = match &cli.scenarios {
         None => Fault::ALL.to_vec(),
         Some(list) => {
@@ -79,7 +107,7 @@ fn main() {
             };
             eprintln!("== {label}: {} ({} s)", fault.name(), cli.duration);
             match scenario::run(&setup) {
-                Ok(o) => {
+                Ok(mut o) => {
                     eprintln!(
                         "   {} ops ({} unknown), linearizable {}, watch failures {}, lost {}, {} faults",
                         o.operations,
@@ -90,8 +118,8 @@ fn main() {
                         o.faults.len()
                     );
                     eprint!("{}", report::details(&o));
-                    if !o.passed() {
-                        dump(label, &o);
+                    if let Some(history) = o.history.take() {
+                        dump(label, &o, &history);
                     }
                     ok &= o.passed();
                     run.outcomes.push(Ok(o));
@@ -115,8 +143,13 @@ fn main() {
 }
 
 /// Every failure of a failed scenario, to a file in the temporary directory (the report keeps
-/// only the first few of each kind).
-fn dump(label: &str, o: &metastore_robustness::scenario::Outcome) {
+/// only the first few of each kind), and its history beside it (`--check-history` re-checks it).
+fn dump(label: &str, o: &metastore_robustness::scenario::Outcome, history: &History) {
+    let path = std::env::temp_dir().join(format!("robustness-{label}-{}.history.json", o.scenario));
+    match std::fs::write(&path, history.to_json()) {
+        Ok(()) => eprintln!("   its history: {}", path.display()),
+        Err(e) => eprintln!("   cannot write {}: {e}", path.display()),
+    }
     let path = std::env::temp_dir().join(format!("robustness-{label}-{}.txt", o.scenario));
     let mut text = o.report.clone().unwrap_or_default();
     for f in o.serializable_failures.iter().chain(&o.watch.failures).chain(&o.lost_detail).chain(&o.divergence) {

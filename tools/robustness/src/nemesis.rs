@@ -27,10 +27,14 @@ pub enum Fault {
     LeaderOutboundLoss,
     /// Every peer link gets extra latency (a few election ticks' worth).
     PeerDelay,
+    /// A follower is cut off (2/1 split), then the leader on the majority side is SIGKILLed, so
+    /// no side has a quorum; the partition heals while the leader is down (the two survivors,
+    /// one of them behind, must elect a leader with the whole committed log), then it restarts.
+    PartitionKill,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::None,
         Fault::KillFollower,
         Fault::KillLeader,
@@ -43,6 +47,7 @@ impl Fault {
         Fault::SplitFollower,
         Fault::LeaderOutboundLoss,
         Fault::PeerDelay,
+        Fault::PartitionKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Fault {
             Fault::SplitFollower => "split-2-1",
             Fault::LeaderOutboundLoss => "one-way-loss",
             Fault::PeerDelay => "peer-delay",
+            Fault::PartitionKill => "partition-kill",
         }
     }
 
@@ -68,7 +74,14 @@ impl Fault {
 
     /// Whether the members' peer traffic must go through the suite's proxies.
     pub fn needs_proxy(self) -> bool {
-        matches!(self, Fault::IsolateLeader | Fault::SplitFollower | Fault::LeaderOutboundLoss | Fault::PeerDelay)
+        matches!(
+            self,
+            Fault::IsolateLeader
+                | Fault::SplitFollower
+                | Fault::LeaderOutboundLoss
+                | Fault::PeerDelay
+                | Fault::PartitionKill
+        )
     }
 
     /// Flags the cluster needs for this fault.
@@ -160,22 +173,21 @@ async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<Stri
         Fault::IsolateLeader | Fault::SplitFollower | Fault::LeaderOutboundLoss | Fault::PeerDelay => {
             let net = c.network.as_ref().ok_or("the cluster has no peer proxies")?;
             let n = c.members.len();
-            let others = |x: usize| (0..n).filter(|&i| i != x).collect::<Vec<_>>();
             let hold = Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()));
             let what = match fault {
                 Fault::IsolateLeader => {
-                    net.partition(&[leader], &others(leader));
+                    net.partition(&[leader], &others(leader, n));
                     format!("isolate leader {}", c.members[leader].name)
                 }
                 Fault::SplitFollower => {
-                    net.partition(&[follower], &others(follower));
+                    net.partition(&[follower], &others(follower, n));
                     format!(
                         "split {} from the leader {} and the other",
                         c.members[follower].name, c.members[leader].name
                     )
                 }
                 Fault::LeaderOutboundLoss => {
-                    let cut = others(leader).into_iter().map(|o| (leader, o)).collect();
+                    let cut = others(leader, n).into_iter().map(|o| (leader, o)).collect();
                     net.set(crate::network::Rules { cut, ..Default::default() });
                     format!("hold everything leader {} sends", c.members[leader].name)
                 }
@@ -194,6 +206,27 @@ async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<Stri
                 "{what} for {:.1} s (leaders then: {}; peer connections recognised {known}, unknown {unknown}), heal",
                 hold.as_secs_f64(),
                 seen.join(" ")
+            ))
+        }
+        Fault::PartitionKill => {
+            let net = c.network.as_ref().ok_or("the cluster has no peer proxies")?;
+            net.partition(&[follower], &others(follower, c.members.len()));
+            std::thread::sleep(Duration::from_millis(1500));
+            c.kill(leader);
+            std::thread::sleep(Duration::from_millis(1000));
+            let without_quorum = c.leaders_seen().await;
+            c.network.as_ref().ok_or("the cluster has no peer proxies")?.heal();
+            // The survivors elect a leader; then the killed one comes back as a follower.
+            let elected = c.leader(Duration::from_secs(10)).await.map_or("none".into(), |i| c.members[i].name.clone());
+            c.spawn(leader)?;
+            c.wait_healthy(leader, Duration::from_secs(30))?;
+            Ok(format!(
+                "split {} off, SIGKILL leader {} 1.5 s later (leaders then: {}), heal 1 s later, {} elected, restart {}",
+                c.members[follower].name,
+                c.members[leader].name,
+                without_quorum.join(" "),
+                elected,
+                c.members[leader].name
             ))
         }
         Fault::SnapshotCatchUp => {
@@ -215,6 +248,11 @@ async fn inject(c: &mut Cluster, fault: Fault, deadline: Instant) -> Result<Stri
             ))
         }
     }
+}
+
+/// Every member of `n` but `x`.
+fn others(x: usize, n: usize) -> Vec<usize> {
+    (0..n).filter(|&i| i != x).collect()
 }
 
 fn role(leader: bool) -> &'static str {

@@ -123,7 +123,9 @@ stopped until the leader's revision moved up to 6,000 past it or 20 s passed, wi
 restarted); through a fault-injecting TCP proxy in front of every member's peer port (tools/robustness/src/network.rs), \
 each for 3 s then healed: isolate-leader (the leader's peer links held both ways), split-2-1 (a follower cut off \
 from the other two), one-way-loss (everything the leader sends held, what it receives delivered), peer-delay \
-(200 ms on every peer link). Each fault repeats through the run; a partition's line says whom each member \
+(200 ms on every peer link); partition-kill (a follower cut off, 1.5 s later the leader SIGKILLed so neither \
+side has a quorum, 1 s later the partition healed, the survivors elect a leader, the killed member restarts). \
+Each fault repeats through the run; a partition's line says whom each member \
 followed at its end. Leases: one in four has a 2–4 s TTL and expires during the run (the model allows its keys \
 to vanish any time after the TTL). `tests/robustness.rs` shows the checker rejects a member armed with the \
 failpoint `linearizable-read-skip-readindex` (plus `peer-send-slow` so followers lag).\n\n\

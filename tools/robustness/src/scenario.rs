@@ -60,6 +60,9 @@ pub struct Outcome {
     /// read): a state divergence no client history need show.
     pub divergence: Vec<String>,
     pub check_time: Duration,
+    /// The recorded history (with the lease expiries the suite added), kept only when the
+    /// scenario failed, to save.
+    pub history: Option<History>,
 }
 
 impl Outcome {
@@ -151,6 +154,9 @@ pub fn run(s: &Setup) -> Result<Outcome, String> {
     out.lost = lost;
     out.lost_detail = lost_detail;
     out.divergence = divergence;
+    if !out.passed() {
+        out.history = Some(history);
+    }
     Ok(out)
 }
 
