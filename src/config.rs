@@ -54,7 +54,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("max-txn-ops", Value, "128", Honoured),
     ("max-request-bytes", Value, "1572864", Honoured),
     ("max-concurrent-streams", Value, "4294967295", Honoured),
-    ("grpc-keepalive-min-time", Value, "5s", Ignored),
+    ("grpc-keepalive-min-time", Value, "5s", Honoured),
     ("grpc-keepalive-interval", Value, "2h", Honoured),
     ("grpc-keepalive-timeout", Value, "20s", Honoured),
     ("initial-advertise-peer-urls", Value, "http://localhost:2380", Honoured),
@@ -421,6 +421,7 @@ fn from_matches(m: &ArgMatches) -> Result<Config, String> {
             max_concurrent_streams: get("max-concurrent-streams").parse().map_err(|_| {
                 format!("invalid value {:?} for flag --max-concurrent-streams", get("max-concurrent-streams"))
             })?,
+            keepalive_min_time: parse_duration(&get("grpc-keepalive-min-time"))?,
             keepalive_interval: parse_duration(&get("grpc-keepalive-interval"))?,
             keepalive_timeout: parse_duration(&get("grpc-keepalive-timeout"))?,
         },
@@ -533,6 +534,18 @@ mod tests {
         assert_eq!(run(&[]).rocksdb, crate::storage::RocksOptions::default());
         let c = run(&["--rocksdb-block-cache-bytes", "8388608", "--rocksdb-memtable-bytes=16777216"]);
         assert_eq!(c.rocksdb, crate::storage::RocksOptions { block_cache_bytes: 8 << 20, memtable_bytes: 16 << 20 });
+    }
+
+    #[test]
+    fn grpc_keepalive_flags_reach_the_client_servers_settings() {
+        let d = run(&[]).grpc;
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        assert_eq!(
+            (d.keepalive_min_time, d.keepalive_interval, d.keepalive_timeout),
+            (Duration::from_secs(5), hours(2), Duration::from_secs(20))
+        );
+        let c = run(&["--grpc-keepalive-min-time", "2s", "--grpc-keepalive-interval=1m"]).grpc;
+        assert_eq!((c.keepalive_min_time, c.keepalive_interval), (Duration::from_secs(2), Duration::from_secs(60)));
     }
 
     #[test]

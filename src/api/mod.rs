@@ -23,6 +23,7 @@ pub mod status;
 pub mod watch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::service::Routes;
 
@@ -61,10 +62,38 @@ fn context_from(md: &tonic::metadata::MetadataMap, addr: Option<std::net::Socket
 pub struct GrpcSettings {
     /// Streams one client connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// `--grpc-keepalive-min-time`: how often a client may ping (see [`GrpcSettings::min_ping_interval`]).
+    pub keepalive_min_time: Duration,
     /// `--grpc-keepalive-interval`: how long a connection may be idle before the server pings it.
-    pub keepalive_interval: std::time::Duration,
+    pub keepalive_interval: Duration,
     /// `--grpc-keepalive-timeout`: how long the server waits for the ping's answer before closing.
-    pub keepalive_timeout: std::time::Duration,
+    pub keepalive_timeout: Duration,
+}
+
+/// grpc-go's least time between a client's pings when the server sets no policy, which is what
+/// etcd does for `--grpc-keepalive-min-time=0`.
+const GRPC_DEFAULT_MIN_PING_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+impl GrpcSettings {
+    /// The client ping policy etcd gives grpc-go (`EnforcementPolicy{MinTime, PermitWithoutStream:
+    /// false}`): with streams open a client may ping every `--grpc-keepalive-min-time`, without
+    /// any only every two hours; the third ping too soon, with no response HEADERS or DATA sent
+    /// in between, is answered with GOAWAY `ENHANCE_YOUR_CALM` `too_many_pings` and the
+    /// connection closes (the vendored h2 enforces it: `vendor/README.md`).
+    fn min_ping_interval(&self) -> Duration {
+        if self.keepalive_min_time.is_zero() {
+            GRPC_DEFAULT_MIN_PING_INTERVAL
+        } else {
+            self.keepalive_min_time
+        }
+    }
+
+    /// The server's keepalive pings as etcd sets them: only when both
+    /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout` are above zero (`0` disables).
+    fn keepalive(&self) -> Option<(Duration, Duration)> {
+        (!self.keepalive_interval.is_zero() && !self.keepalive_timeout.is_zero())
+            .then_some((self.keepalive_interval, self.keepalive_timeout))
+    }
 }
 
 /// gRPC framing headroom above `--max-request-bytes`, as etcd allows.
@@ -72,7 +101,8 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the client API on one listener's `connections` (plain or TLS: `crate::tls`) until the
 /// process ends, with etcd's HTTP/2 settings from `grpc` (`--max-concurrent-streams`, the server's
-/// keepalive pings of `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`).
+/// keepalive pings of `--grpc-keepalive-interval`/`--grpc-keepalive-timeout`, the client ping
+/// policy of `--grpc-keepalive-min-time`).
 pub async fn serve(
     server: Arc<Server>,
     connections: ClientConnections,
@@ -108,8 +138,9 @@ pub async fn serve(
         .merge(gateway::router(server, max_request_bytes));
     tonic::transport::Server::builder()
         .max_concurrent_streams(grpc.max_concurrent_streams)
-        .http2_keepalive_interval(Some(grpc.keepalive_interval))
-        .http2_keepalive_timeout(Some(grpc.keepalive_timeout))
+        .http2_keepalive_interval(grpc.keepalive().map(|(interval, _)| interval))
+        .http2_keepalive_timeout(grpc.keepalive().map(|(_, timeout)| timeout))
+        .http2_min_ping_interval(Some(grpc.min_ping_interval()))
         .accept_http1(true)
         .add_routes(Routes::from(router))
         .serve_with_incoming(connections)
@@ -128,6 +159,21 @@ pub async fn serve_metrics(server: Arc<Server>, listener: tokio::net::TcpListene
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_keepalive_settings_mean_what_they_mean_to_etcd() {
+        let s = |min, interval, timeout| GrpcSettings {
+            max_concurrent_streams: u32::MAX,
+            keepalive_min_time: Duration::from_secs(min),
+            keepalive_interval: Duration::from_secs(interval),
+            keepalive_timeout: Duration::from_secs(timeout),
+        };
+        assert_eq!(s(5, 7200, 20).min_ping_interval(), Duration::from_secs(5));
+        assert_eq!(s(0, 7200, 20).min_ping_interval(), GRPC_DEFAULT_MIN_PING_INTERVAL);
+        assert_eq!(s(5, 7200, 20).keepalive(), Some((Duration::from_secs(7200), Duration::from_secs(20))));
+        assert_eq!(s(5, 0, 20).keepalive(), None);
+        assert_eq!(s(5, 7200, 0).keepalive(), None);
+    }
 
     #[test]
     fn the_connections_certificate_name_reaches_the_request_context() {

@@ -192,6 +192,7 @@ mod tests {
         let yaml = "name: 'n1'\ndata-dir:\nsnapshot-count: 10000\nstrict-reconfig-check: false\n\
                     cert-file: /ignored\ncipher-suites: [A, B]\nunknown-key: 1\n\
                     grpc-keepalive-interval: 3000000000\n\
+                    grpc-keepalive-min-time: 2000000000\n\
                     client-transport-security:\n  cert-file: c.pem\n  client-cert-auth: true\n\
                     peer-transport-security:\n  auto-tls: true\n  trusted-ca-file:\n";
         let args = to_args(yaml).expect("valid file");
@@ -203,6 +204,7 @@ mod tests {
                 "--strict-reconfig-check=false",
                 "--cipher-suites=A,B",
                 "--grpc-keepalive-interval=3s",
+                "--grpc-keepalive-min-time=2s",
                 "--cert-file=c.pem",
                 "--client-cert-auth=true",
                 "--peer-auto-tls=true",

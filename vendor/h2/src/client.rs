@@ -1366,6 +1366,7 @@ where
                 local_error_reset_streams_max: builder.local_max_error_reset_streams,
                 settings: builder.settings,
                 data_frame_budget: builder.data_frame_budget,
+                min_ping_interval: None, // MetaStore patch: a server-only policy
             },
         );
         let send_request = SendRequest {

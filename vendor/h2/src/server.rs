@@ -263,6 +263,9 @@ pub struct Builder {
     ///
     /// When this gets exhausted, we issue a GOAWAY with `ENHANCE_YOUR_CALM`.
     data_frame_budget: proto::DataFrameBudget,
+
+    /// MetaStore patch: the client's PING rate limit, see [`Builder::min_ping_interval`].
+    min_ping_interval: Option<Duration>,
 }
 
 /// Send a response back to the client
@@ -663,6 +666,7 @@ impl Builder {
             max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE,
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
             data_frame_budget: proto::DataFrameBudget::Auto,
+            min_ping_interval: None,
         }
     }
 
@@ -863,6 +867,19 @@ impl Builder {
     /// ```
     pub fn max_concurrent_streams(&mut self, max: u32) -> &mut Self {
         self.settings.set_max_concurrent_streams(Some(max));
+        self
+    }
+
+    /// MetaStore patch: limits how often the client may send PING frames, as grpc-go's
+    /// `keepalive.EnforcementPolicy{MinTime: min, PermitWithoutStream: false}` does.
+    ///
+    /// A PING sooner than `min` after the client's previous one while streams are open, or
+    /// sooner than two hours while none are, is a strike; HEADERS or DATA sent by the server
+    /// clear the strikes. The third strike closes the connection with GOAWAY
+    /// `ENHANCE_YOUR_CALM` and debug data `too_many_pings`. `None` (the default) answers every
+    /// PING.
+    pub fn min_ping_interval(&mut self, min: Option<Duration>) -> &mut Self {
+        self.min_ping_interval = min;
         self
     }
 
@@ -1535,6 +1552,7 @@ where
                                 .local_max_error_reset_streams,
                             settings: self.builder.settings.clone(),
                             data_frame_budget: self.builder.data_frame_budget,
+                            min_ping_interval: self.builder.min_ping_interval,
                         },
                     );
 

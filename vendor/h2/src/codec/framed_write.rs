@@ -26,6 +26,10 @@ pub struct FramedWrite<T, B> {
     final_flush_done: bool,
 
     encoder: Encoder<B>,
+
+    /// MetaStore patch: whether a HEADERS or DATA frame was buffered since the last
+    /// [`FramedWrite::take_sent_headers_or_data`] (the server's PING policy, `proto::ping_policy`).
+    sent_headers_or_data: bool,
 }
 
 #[derive(Debug)]
@@ -100,6 +104,7 @@ where
                 chain_threshold,
                 min_buffer_capacity: chain_threshold + frame::HEADER_LEN,
             },
+            sent_headers_or_data: false,
         }
     }
 
@@ -131,7 +136,16 @@ where
     /// `poll_ready` must be called first to ensure that a frame may be
     /// accepted.
     pub fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
+        // MetaStore patch: see `sent_headers_or_data`.
+        if matches!(item, Frame::Headers(_) | Frame::Data(_)) {
+            self.sent_headers_or_data = true;
+        }
         self.encoder.buffer(item)
+    }
+
+    /// MetaStore patch: whether a HEADERS or DATA frame was buffered since the previous call.
+    pub fn take_sent_headers_or_data(&mut self) -> bool {
+        std::mem::take(&mut self.sent_headers_or_data)
     }
 
     /// Flush buffered data to the wire

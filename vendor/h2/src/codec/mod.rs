@@ -152,6 +152,11 @@ where
         self.framed_write().buffer(item)
     }
 
+    /// MetaStore patch: whether a HEADERS or DATA frame was buffered since the previous call.
+    pub fn take_sent_headers_or_data(&mut self) -> bool {
+        self.framed_write().take_sent_headers_or_data()
+    }
+
     /// Flush buffered data to the wire
     pub fn flush(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         self.framed_write().flush(cx)

@@ -51,6 +51,9 @@ where
     /// Ping/pong handler
     ping_pong: PingPong,
 
+    /// MetaStore patch: the server's limit on the client's PING rate, when configured.
+    ping_policy: Option<PingPolicy>,
+
     /// Connection settings
     settings: Settings,
 
@@ -87,6 +90,8 @@ pub(crate) struct Config {
     pub local_error_reset_streams_max: Option<usize>,
     pub settings: frame::Settings,
     pub data_frame_budget: DataFrameBudget,
+    /// MetaStore patch: `server::Builder::min_ping_interval` (None for clients).
+    pub min_ping_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +170,7 @@ where
                 go_away: GoAway::new(),
                 pending_refusal: None,
                 ping_pong: PingPong::new(),
+                ping_policy: config.min_ping_interval.map(PingPolicy::new),
                 settings: Settings::new(config.settings),
                 streams,
                 span,
@@ -383,12 +389,24 @@ where
                 );
             }
             ready!(self.poll_ready(cx))?;
-
-            match self
+            // MetaStore patch: the PING that broke the policy has its ACK buffered by
+            // `poll_ready` just above; GOAWAY follows it and the connection closes, as in grpc-go.
+            if let Some(true) = self
                 .inner
-                .as_dyn()
-                .recv_frame(ready!(Pin::new(&mut self.codec).poll_next(cx)?))?
+                .ping_policy
+                .as_mut()
+                .map(PingPolicy::take_too_many_pings)
             {
+                return Poll::Ready(Err(Error::GoAway(
+                    Bytes::from_static(TOO_MANY_PINGS),
+                    Reason::ENHANCE_YOUR_CALM,
+                    Initiator::Library,
+                )));
+            }
+
+            let frame = ready!(Pin::new(&mut self.codec).poll_next(cx)?);
+            self.judge_ping(frame.as_ref());
+            match self.inner.as_dyn().recv_frame(frame)? {
                 ReceivedFrame::Settings(frame) => {
                     self.inner.settings.recv_settings(
                         frame,
@@ -410,6 +428,20 @@ where
 
     fn clear_expired_reset_streams(&mut self) {
         self.inner.streams.clear_expired_reset_streams();
+    }
+
+    /// MetaStore patch: judges `frame` when it is a client's PING against the server's PING
+    /// policy (`proto::ping_policy`).
+    fn judge_ping(&mut self, frame: Option<&Frame>) {
+        if let (Some(policy), Some(Frame::Ping(ping))) = (self.inner.ping_policy.as_mut(), frame) {
+            if !ping.is_ack() {
+                policy.recv_ping(
+                    std::time::Instant::now(),
+                    self.inner.streams.has_streams(),
+                    self.codec.take_sent_headers_or_data(),
+                );
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@ mod error;
 mod go_away;
 mod peer;
 mod ping_pong;
+mod ping_policy; // MetaStore patch
 mod settings;
 mod streams;
 
@@ -17,6 +18,7 @@ use crate::codec::Codec;
 
 use self::go_away::GoAway;
 use self::ping_pong::PingPong;
+use self::ping_policy::{PingPolicy, TOO_MANY_PINGS}; // MetaStore patch
 use self::settings::Settings;
 
 use crate::frame::{self, Frame};
