@@ -29,6 +29,7 @@ mod compactor;
 mod concurrency;
 mod context;
 mod corruption;
+pub mod encoded_range;
 mod forward;
 pub mod kv;
 mod leases;
@@ -376,18 +377,36 @@ impl Server {
     }
 
     pub async fn range(&self, ctx: &RequestContext, r: &RangeRequest) -> Result<RangeResponse> {
+        let mut resp = self.read_range(ctx, r, |t, r| kv::range(t, r)).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// [`Server::range`] encoded from the stored records where the options allow (the gRPC
+    /// `KV/Range` call: see [`encoded_range`]); the same bytes on the wire.
+    pub async fn range_encoded(&self, ctx: &RequestContext, r: &RangeRequest) -> Result<encoded_range::EncodedRange> {
+        let mut resp = self.read_range(ctx, r, encoded_range::range).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn read_range<T>(
+        &self,
+        ctx: &RequestContext,
+        r: &RangeRequest,
+        range: fn(&PointInTime<'_>, &RangeRequest) -> Result<T>,
+    ) -> Result<T> {
         validate::range(r)?;
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
         let caller = self.caller(ctx).await?;
         caller.check(&self.auth, Access::Read, &r.key, &r.range_end)?;
-        let read = || kv::range(&self.kv.point_in_time(), r);
+        let read = || range(&self.kv.point_in_time(), r);
         // A range that may read many keys runs with `block_in_place`: the runtime moves the other
         // tasks of this worker (puts, keep-alives) to another thread while it reads.
-        let mut resp = if may_be_large(r) { tokio::task::block_in_place(read)? } else { read()? };
+        let resp = if may_be_large(r) { tokio::task::block_in_place(read)? } else { read()? };
         self.check_unchanged(&caller)?;
-        self.complete(&mut resp.header);
         Ok(resp)
     }
 
