@@ -356,6 +356,20 @@ impl PointInTime<'_> {
         .map(|(kvs, count)| RangeResult { kvs, count, rev: self.rev })
     }
 
+    /// Whether `range` holds more than `n` live keys at revision `rev` (0: this reader's): a
+    /// walk of the index that stops after `n + 1` keys, under a brief shared lock.
+    pub fn has_more_keys_than(&self, range: &KeyRange, rev: i64, n: usize) -> bool {
+        let at = if rev <= 0 { self.rev } else { rev };
+        let st = self.store.state.read().expect("mvcc lock");
+        let (lo, hi) = match range {
+            KeyRange::Single(_) => return n == 0 && st.index.get(range.start()).is_some_and(|ki| ki.get(at).is_some()),
+            KeyRange::From(s) => (Bound::Included(s.as_slice()), Bound::Unbounded),
+            KeyRange::Between(s, e) if s < e => (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice())),
+            KeyRange::Between(..) => return false,
+        };
+        st.index.range::<[u8], _>((lo, hi)).filter(|(_, ki)| ki.get(at).is_some()).nth(n).is_some()
+    }
+
     /// [`PointInTime::range`] answered with the stored `KeyValue` records themselves, not
     /// decoded: in key order, each preceded by the protobuf key of a length-delimited field
     /// number `field` and its length. The bytes are thus an encoded `repeated KeyValue` field
