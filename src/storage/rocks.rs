@@ -37,7 +37,7 @@ pub struct RocksOptions {
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        Self { block_cache_bytes: 32 << 20, memtable_bytes: 64 << 20 }
+        Self { block_cache_bytes: 32 << 20, memtable_bytes: 32 << 20 }
     }
 }
 
