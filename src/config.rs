@@ -120,7 +120,7 @@ const FLAGS: &[(&str, Kind, &str, Support)] = &[
     ("config-file", Value, "", Honoured),
     ("storage-engine", Value, "rocksdb", Honoured),
     ("rocksdb-block-cache-bytes", Value, "33554432", Honoured),
-    ("rocksdb-memtable-bytes", Value, "67108864", Honoured),
+    ("rocksdb-memtable-bytes", Value, "33554432", Honoured),
 ];
 
 /// Below this a RocksDB budget flag is refused: RocksDB would flush or evict on every write.

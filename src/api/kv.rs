@@ -1,7 +1,17 @@
 //! `etcdserverpb.KV`: build the request context, call the server (which validates, runs the
 //! request and completes the header), map errors.
+//!
+//! `KV/Range` has a route of its own, [`RangeRoute`], registered beside the generated
+//! `KvServer` (an exact path wins over the service's wildcard): it answers with the server's
+//! [`EncodedRange`], whose key-values are the stored records copied as they are (see
+//! `server::encoded_range`), through a prost codec of that type. The bytes on the wire are the
+//! `RangeResponse` the generated route would send.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tonic::{Request, Response, Status};
 
@@ -12,6 +22,7 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use crate::server::encoded_range::EncodedRange;
 use crate::server::Server;
 
 pub struct KvService {
@@ -20,6 +31,7 @@ pub struct KvService {
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    /// Not reached over gRPC ([`RangeRoute`] serves the path); answers the same.
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = context(&req);
         self.server.range(&ctx, req.get_ref()).await.map(Response::new).map_err(to_status)
@@ -43,5 +55,57 @@ impl Kv for KvService {
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let ctx = context(&req);
         self.server.compact(&ctx, req.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+}
+
+/// The gRPC route of `KV/Range` (see the module doc).
+#[derive(Clone)]
+pub struct RangeRoute {
+    pub server: Arc<Server>,
+    /// Largest request accepted, as the other services' `max_decoding_message_size`.
+    pub max_request_bytes: usize,
+}
+
+impl RangeRoute {
+    pub const PATH: &'static str = "/etcdserverpb.KV/Range";
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<B> tower::Service<http::Request<B>> for RangeRoute
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let (server, max) = (self.server.clone(), self.max_request_bytes);
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<EncodedRange, RangeRequest>::default();
+            let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(max), Some(usize::MAX));
+            Ok(grpc.unary(RangeCall(server), req).await)
+        })
+    }
+}
+
+struct RangeCall(Arc<Server>);
+
+impl tonic::server::UnaryService<RangeRequest> for RangeCall {
+    type Response = EncodedRange;
+    type Future = BoxFuture<Result<Response<EncodedRange>, Status>>;
+
+    fn call(&mut self, req: Request<RangeRequest>) -> Self::Future {
+        let server = self.0.clone();
+        Box::pin(async move {
+            let ctx = context(&req);
+            server.range_encoded(&ctx, req.get_ref()).await.map(Response::new).map_err(to_status)
+        })
     }
 }

@@ -133,6 +133,7 @@ pub async fn serve(
         .add_service(lock)
         .add_service(election)
         .into_axum_router()
+        .route_service(kv::RangeRoute::PATH, kv::RangeRoute { server: server.clone(), max_request_bytes: max_recv })
         .layer(grpc_metrics::GrpcMetricsLayer::new())
         .merge(http::router(server.clone()))
         .merge(gateway::router(server, max_request_bytes));

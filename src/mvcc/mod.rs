@@ -28,5 +28,5 @@ pub mod watch;
 pub use key_range::{prefix_end, KeyRange};
 pub use revision::Revision;
 pub use store::{
-    ApplyBatch, KvHash, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult, ReadView, WriteTxn,
+    ApplyBatch, KvHash, KvRead, KvStore, KvWrite, PointInTime, RangeOptions, RangeResult, ReadView, Records, WriteTxn,
 };

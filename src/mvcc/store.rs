@@ -343,26 +343,117 @@ impl PointInTime<'_> {
     }
 
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        self.read_collected(range, opts, &mut |engine, revs| {
+            let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
+            let values = engine.get_many(Table::Key, &keys)?;
+            if !values.iter().all(Option::is_some) {
+                return Ok(None);
+            }
+            let kvs =
+                values.into_iter().zip(revs).map(|(bytes, rev)| decode_value(*rev, &bytes.expect("checked present")));
+            Ok(Some(kvs.collect::<Result<Vec<_>>>()?))
+        })
+        .map(|(kvs, count)| RangeResult { kvs, count, rev: self.rev })
+    }
+
+    /// Whether `range` holds more than `n` live keys at revision `rev` (0: this reader's): a
+    /// walk of the index that stops after `n + 1` keys, under a brief shared lock.
+    pub fn has_more_keys_than(&self, range: &KeyRange, rev: i64, n: usize) -> bool {
+        let at = if rev <= 0 { self.rev } else { rev };
+        let st = self.store.state.read().expect("mvcc lock");
+        let (lo, hi) = match range {
+            KeyRange::Single(_) => return n == 0 && st.index.get(range.start()).is_some_and(|ki| ki.get(at).is_some()),
+            KeyRange::From(s) => (Bound::Included(s.as_slice()), Bound::Unbounded),
+            KeyRange::Between(s, e) if s < e => (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice())),
+            KeyRange::Between(..) => return false,
+        };
+        st.index.range::<[u8], _>((lo, hi)).filter(|(_, ki)| ki.get(at).is_some()).nth(n).is_some()
+    }
+
+    /// [`PointInTime::range`] answered with the stored `KeyValue` records themselves, not
+    /// decoded: in key order, each preceded by the protobuf key of a length-delimited field
+    /// number `field` and its length. The bytes are thus an encoded `repeated KeyValue` field
+    /// of that number, to be spliced into an encoded message (etcd's `RangeResponse.kvs` is
+    /// field 2): no `KeyValue` is built, and no allocation is made per key. A stored record is
+    /// the prost encoding of the `KeyValue` written, which is what encoding the decoded value
+    /// again gives.
+    pub fn range_records(&self, range: &KeyRange, opts: RangeOptions, field: u32) -> Result<Records> {
+        self.read_collected(range, opts, &mut |engine, revs| stored_records(engine, revs, field))
+            .map(|(bytes, count)| Records { bytes, count, rev: self.rev })
+    }
+
+    /// Collects the revisions of `range` under the shared lock, then runs `read` on them without
+    /// it; `read` answers `None` when a revision is gone (a compaction ran in between), and the
+    /// range is collected again. Also answers the range's count.
+    fn read_collected<T>(
+        &self,
+        range: &KeyRange,
+        opts: RangeOptions,
+        read: &mut ReadRevisions<'_, T>,
+    ) -> Result<(T, i64)> {
         let at = read_at(opts, self.rev, self.rev)?;
         for _ in 0..POINT_IN_TIME_ATTEMPTS {
             let (revs, count) = {
                 let st = self.store.state.read().expect("mvcc lock");
                 Reader { state: &st, engine: &*self.store.engine, overlay: None }.select(range, opts, at)?
             };
-            let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
-            let values = self.store.engine.get_many(Table::Key, &keys)?;
-            if values.iter().all(Option::is_some) {
-                let kvs = values
-                    .into_iter()
-                    .zip(&revs)
-                    .map(|(bytes, rev)| decode_value(*rev, &bytes.expect("checked present")))
-                    .collect::<Result<Vec<_>>>()?;
-                return Ok(RangeResult { kvs, count, rev: self.rev });
+            if let Some(found) = read(&*self.store.engine, &revs)? {
+                return Ok((found, count));
             }
             // A compaction removed a revision after it was collected: collect again.
         }
         Err(Error::Storage(format!("revisions of {range:?} at {at} keep disappearing")))
     }
+}
+
+/// Reads the values of collected revisions; `None` when one is gone.
+type ReadRevisions<'a, T> = dyn FnMut(&dyn Engine, &[Revision]) -> Result<Option<T>> + 'a;
+
+/// What [`PointInTime::range_records`] answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Records {
+    /// The stored records, each framed as one element of a repeated protobuf field.
+    pub bytes: Vec<u8>,
+    /// Number of keys in the range at the read revision, regardless of `limit`.
+    pub count: i64,
+    /// The store's revision when the reader was taken, as [`RangeResult::rev`].
+    pub rev: i64,
+}
+
+/// The stored records of `revs` framed as elements of field `field` (see
+/// [`PointInTime::range_records`]), in the order of `revs`; `None` if one is missing.
+///
+/// The engine hands values out in revision order. Each is copied once, with its frame, into one
+/// buffer; when the revisions are not in key order a second pass puts the frames in order.
+fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<Option<Vec<u8>>> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
+    let mut buf = Vec::new();
+    let mut spans = vec![(0usize, 0usize); revs.len()];
+    let mut found = 0;
+    engine.visit_many(Table::Key, &keys, &mut |i, value| {
+        if found == 0 {
+            // Records of one range tend to be alike in size: one allocation instead of doublings.
+            buf.reserve((value.len() + 8) * revs.len());
+        }
+        let start = buf.len();
+        encode_key(field, WireType::LengthDelimited, &mut buf);
+        encode_varint(value.len() as u64, &mut buf);
+        buf.extend_from_slice(value);
+        spans[i] = (start, buf.len());
+        found += 1;
+    })?;
+    if found != revs.len() {
+        return Ok(None);
+    }
+    if keys.is_sorted() {
+        return Ok(Some(buf));
+    }
+    let mut ordered = Vec::with_capacity(buf.len());
+    for (start, end) in spans {
+        ordered.extend_from_slice(&buf[start..end]);
+    }
+    Ok(Some(ordered))
 }
 
 impl KvRead for PointInTime<'_> {

@@ -277,3 +277,25 @@ fn point_in_time_reads_never_block_the_applier() {
         );
     }
 }
+
+/// `has_more_keys_than` counts live keys at the reader's or an older revision, and stops early.
+#[test]
+fn has_more_keys_than_counts_live_keys_at_the_revision() {
+    for (engine, _dir) in engines() {
+        let kv = KvStore::open(engine).unwrap();
+        for k in ["a", "b", "c", "d"] {
+            put(&kv, k, "v");
+        }
+        let before_delete = kv.read().rev();
+        del(&kv, KeyRange::Single(b"b".to_vec()));
+        let reader = kv.point_in_time();
+        let all = KeyRange::new(b"a", b"z");
+        assert!(reader.has_more_keys_than(&all, 0, 2));
+        assert!(!reader.has_more_keys_than(&all, 0, 3), "b is deleted");
+        assert!(reader.has_more_keys_than(&all, before_delete, 3), "b lives at the older revision");
+        assert!(!reader.has_more_keys_than(&KeyRange::new(b"a", b"\0"), 2, 1), "only a at revision 2");
+        assert!(reader.has_more_keys_than(&KeyRange::Single(b"a".to_vec()), 0, 0));
+        assert!(!reader.has_more_keys_than(&KeyRange::Single(b"b".to_vec()), 0, 0));
+        assert!(!reader.has_more_keys_than(&KeyRange::new(b"z", b"a"), 0, 0));
+    }
+}

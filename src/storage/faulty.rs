@@ -38,8 +38,8 @@ impl Engine for FaultyEngine {
         self.inner.with_snapshot(read)
     }
 
-    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inner.get_many(table, keys)
+    fn visit_many(&self, table: Table, keys: &[Vec<u8>], visit: &mut dyn FnMut(usize, &[u8])) -> Result<()> {
+        self.inner.visit_many(table, keys, visit)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {

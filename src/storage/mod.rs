@@ -117,9 +117,26 @@ pub trait Engine: Send + Sync + 'static {
     fn with_snapshot(&self, read: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
 
     /// The values of `keys`, in their order (`None` where absent): one batched lookup where the
-    /// engine has one.
+    /// engine has one (see [`Engine::visit_many`]).
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        keys.iter().map(|k| self.get(table, k)).collect()
+        let mut out = vec![None; keys.len()];
+        self.visit_many(table, keys, &mut |i, v| out[i] = Some(v.to_vec()))?;
+        Ok(out)
+    }
+
+    /// Calls `visit(i, value)` for each `keys[i]` present, in ascending key order (so in the
+    /// caller's order when `keys` is sorted), with the value borrowed from the engine: a caller
+    /// that copies what it needs into one buffer makes no allocation per key. Absent keys are
+    /// skipped; a key given twice is visited twice.
+    fn visit_many(&self, table: Table, keys: &[Vec<u8>], visit: &mut dyn FnMut(usize, &[u8])) -> Result<()> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        for i in order {
+            if let Some(v) = self.get(table, &keys[i])? {
+                visit(i, &v);
+            }
+        }
+        Ok(())
     }
 
     /// Applies `batch` atomically; with `sync`, durably (fsync) before returning.

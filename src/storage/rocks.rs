@@ -37,7 +37,7 @@ pub struct RocksOptions {
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        Self { block_cache_bytes: 32 << 20, memtable_bytes: 64 << 20 }
+        Self { block_cache_bytes: 32 << 20, memtable_bytes: 32 << 20 }
     }
 }
 
@@ -152,17 +152,16 @@ impl Engine for RocksEngine {
     /// written together — a prefix loaded or updated in one go has neighbouring revisions —
     /// then cost one step each instead of an index and a data-block search (a profile of a
     /// 1,000-key prefix read had RocksDB's batched MultiGet at 43% of the server's CPU, nearly
-    /// all of it in those searches). Answers come back in the caller's order.
-    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+    /// all of it in those searches). Values are handed out as the iterator's own slices.
+    fn visit_many(&self, table: Table, keys: &[Vec<u8>], visit: &mut dyn FnMut(usize, &[u8])) -> Result<()> {
         /// Entries stepped over before a seek is cheaper.
         const MAX_STEPS: usize = 8;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         if !keys.is_sorted() {
-            order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+            order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         }
-        let mut out = vec![None; keys.len()];
         let (Some(first), Some(last)) = (order.first(), order.last()) else {
-            return Ok(out);
+            return Ok(());
         };
         let mut upper = keys[*last].clone();
         upper.push(0);
@@ -179,11 +178,12 @@ impl Engine for RocksEngine {
                 it.seek(target);
             }
             if it.key() == Some(target) {
-                out[i] = it.value().map(<[u8]>::to_vec);
+                if let Some(v) = it.value() {
+                    visit(i, v);
+                }
             }
         }
-        it.status().map_err(storage_err)?;
-        Ok(out)
+        it.status().map_err(storage_err)
     }
 
     fn scan(&self, table: Table, start: &[u8], end: &[u8], visit: &mut Visitor<'_>) -> Result<()> {

@@ -58,6 +58,31 @@ fn get_many_answers_in_order() {
     }
 }
 
+/// `visit_many` visits present keys once per mention, in ascending key order, with the caller's
+/// index and the stored value.
+#[test]
+fn visit_many_visits_in_key_order() {
+    for (e, _dir) in engines() {
+        let mut b = WriteBatch::new();
+        for i in (0u32..100).filter(|i| i % 3 != 0) {
+            b.put(Table::Key, i.to_be_bytes().to_vec(), format!("v{i}").into_bytes());
+        }
+        e.write(b, false).unwrap();
+        let ask: Vec<u32> = vec![98, 1, 3, 61, 1, 0, 97, 500, 2];
+        let keys: Vec<Vec<u8>> = ask.iter().map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut seen = Vec::new();
+        e.visit_many(Table::Key, &keys, &mut |i, v| seen.push((i, v.to_vec()))).unwrap();
+        let mut want: Vec<(usize, Vec<u8>)> = ask
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k < 100 && *k % 3 != 0)
+            .map(|(i, k)| (i, format!("v{k}").into_bytes()))
+            .collect();
+        want.sort_by_key(|(i, _)| ask[*i]);
+        assert_eq!(seen, want);
+    }
+}
+
 #[test]
 fn batch_applies_in_order() {
     for (e, _dir) in engines() {
