@@ -405,6 +405,7 @@ impl LogStore {
                 let released = wal.release_before(index)?;
                 tracing::debug!(released, index, "released raft WAL segments");
             }
+            wal.forget_before(index);
         }
         let mut st = self.write();
         st.truncated = (index - 1, term);

@@ -141,6 +141,16 @@ impl Shape {
         self.locs.truncate(keep);
     }
 
+    /// Forgets where entries before `index` are (compacted away), keeping the last one's term.
+    fn forget_before(&mut self, index: u64) {
+        let n = (index.saturating_sub(1).saturating_sub(self.base.0) as usize).min(self.locs.len());
+        if n > 0 {
+            let term = self.locs[n - 1].term;
+            self.locs.drain(..n);
+            self.base = (self.base.0 + n as u64, term);
+        }
+    }
+
     /// Appends an entry at `index`, cutting any suffix it replaces; a gap is an error.
     fn put(&mut self, index: u64, loc: Loc) -> std::result::Result<(), String> {
         if index <= self.base.0 || index > self.last() + 1 {
@@ -279,8 +289,18 @@ fn looks_torn(buf: &[u8], at: usize) -> bool {
     if len == 0 || end > buf.len() {
         return false;
     }
-    let first = (at + HEADER).div_ceil(SECTOR) * SECTOR;
-    (first..end).step_by(SECTOR).any(|s| s + SECTOR <= end && buf[s..s + SECTOR].iter().all(|b| *b == 0))
+    // Each sector the payload overlaps, clipped to the record: a torn write leaves whole
+    // sectors unwritten (zero), and a record may cover only part of its last sector.
+    let from = at + HEADER;
+    let mut s = from / SECTOR * SECTOR;
+    while s < end {
+        let part = &buf[s.max(from)..(s + SECTOR).min(end)];
+        if !part.is_empty() && part.iter().all(|b| *b == 0) {
+            return true;
+        }
+        s += SECTOR;
+    }
+    false
 }
 
 /// What reading one segment found.
@@ -563,6 +583,12 @@ impl Wal {
         let n = self.releasable_before(index);
         self.delete_oldest(n)?;
         Ok(n)
+    }
+
+    /// Stops tracking entries before `index` (compacted; their segments go with
+    /// [`Wal::release_before`]), so the in-memory index stays bounded.
+    pub fn forget_before(&mut self, index: u64) {
+        self.shape.forget_before(index);
     }
 
     /// How many segments [`Wal::release_before`] would delete for `index`.

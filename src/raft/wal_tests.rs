@@ -123,7 +123,11 @@ fn a_conflicting_suffix_and_a_truncation_replace_the_tail() {
 /// wiped from there and writing resumes in its place.
 #[test]
 fn a_torn_last_batch_is_cut_and_writing_resumes() {
-    for torn_header in [false, true] {
+    // 0: a whole sector inside the batch never written; 1: its first header never written;
+    // 2: everything from the last sector boundary inside entry 3's record on never written (the
+    // record keeps only part of a sector unwritten).
+    for torn in 0..3 {
+        let torn_header = torn == 1;
         let tmp = tempfile::tempdir().unwrap();
         let mut wal = Wal::create(tmp.path(), 64 << 10, 0, 0).unwrap();
         wal.append(None, &[entry(1, 1, 100), entry(2, 1, 100)], Some(&hs(1, 1))).unwrap();
@@ -137,13 +141,18 @@ fn a_torn_last_batch_is_cut_and_writing_resumes() {
         let second = find_entry(&bytes, 3);
         if torn_header {
             bytes[second..second + 16].fill(0);
+        } else if torn == 2 {
+            let len = u32::from_le_bytes(bytes[second..second + 4].try_into().unwrap()) as usize;
+            let boundary = (second + 16 + len) / 512 * 512;
+            assert!(boundary > second + 16 && boundary < second + 16 + len);
+            bytes[boundary..].fill(0);
         } else {
             let sector = (second + 16).div_ceil(512) * 512 + 512;
             bytes[sector..sector + 512].fill(0);
         }
         std::fs::write(&path, &bytes).unwrap();
         let (mut wal, m) = open(tmp.path(), 64 << 10).unwrap();
-        assert_eq!(m.indexes(), vec![1, 2], "torn_header {torn_header}");
+        assert_eq!(m.indexes(), vec![1, 2], "torn {torn}");
         assert_eq!(m.hs, hs(1, 1));
         assert!(std::fs::read(&path).unwrap()[second..].iter().all(|b| *b == 0), "the torn tail is wiped");
         wal.append(None, &[entry(3, 2, 10)], Some(&hs(2, 2))).unwrap();
@@ -248,7 +257,11 @@ fn release_deletes_whole_old_segments_only() {
     let released = wal.release_before(50).unwrap();
     assert!(released > 0 && released < before);
     let (base, last) = wal.bounds();
-    assert_eq!((base, last), ((0, 0), 100), "the in-memory shape is the caller's to trim");
+    assert_eq!((base, last), ((0, 0), 100), "the in-memory index is trimmed apart");
+    wal.forget_before(50);
+    assert_eq!(wal.bounds(), ((49, 1), 100));
+    assert!(wal.read(48).is_err());
+    assert_eq!(wal.read(50).unwrap(), entry(50, 1, 300));
     settle(wal);
     let (mut wal, m) = open(tmp.path(), SEG).unwrap();
     assert!(m.base.0 < 50 && m.base.0 > 0, "starts at a kept segment: {:?}", m.base);
