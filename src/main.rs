@@ -2,7 +2,7 @@
 //! `metastore snapshot status|restore` (etcdutl's shape) for backups.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use metastore::api;
@@ -72,7 +72,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         return Err(format!("metrics URL {url}: https is not supported yet (see docs/compatibility.md)"));
     }
     let metrics_listeners = bind_all(&cfg.listen_metrics_urls, "metrics").await?;
-    let engine = open_engine(&cfg)?;
+    let (engine, raft_wal_dir) = open_engine(&cfg)?;
     snapshot_cmd::apply_restored_cluster(&mut cfg, &*engine)?;
     let peer_tls = peer_tls(&cfg)?;
     let identity = identity::resolve(&cfg, &*engine, peer_tls.as_ref()).await?;
@@ -102,6 +102,7 @@ async fn run(mut cfg: Config) -> Result<(), String> {
         warning_apply_duration: cfg.warning_apply_duration,
         force_new_cluster: cfg.force_new_cluster,
         compaction_batch_limit: cfg.compaction_batch_limit,
+        raft_wal_dir,
     };
     let server = Server::start(server_cfg, engine).map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -249,30 +250,42 @@ async fn bind_all(urls: &[String], what: &str) -> Result<Vec<(String, tokio::net
     Ok(listeners)
 }
 
-fn open_engine(cfg: &Config) -> Result<Arc<dyn Engine>, String> {
+/// Opens the engine, and says where the raft WAL is (`None`: in memory, with the engine).
+fn open_engine(cfg: &Config) -> Result<(Arc<dyn Engine>, Option<PathBuf>), String> {
     match cfg.storage_engine {
-        StorageEngine::Memory => Ok(Arc::new(MemoryEngine::new())),
+        StorageEngine::Memory => Ok((Arc::new(MemoryEngine::new()), None)),
         StorageEngine::RocksDb => {
-            let dir = Path::new(&cfg.data_dir).join("member").join("rocksdb");
-            let wal_dir = wal_dir(cfg, &dir)?;
+            let member = Path::new(&cfg.data_dir).join("member");
+            let dir = member.join("rocksdb");
+            let given = wal_dir(cfg, &dir)?;
+            // Data dirs created with --wal-dir before the raft WAL keep RocksDB's own log files
+            // there (RocksDB finds them only where it is told): it goes on using that directory.
+            let rocks_wal = given.as_deref().filter(|d| has_rocksdb_logs(d));
             std::fs::create_dir_all(&dir).map_err(|e| format!("create data dir {}: {e}", dir.display()))?;
             let engine: Arc<dyn Engine> = Arc::new(
-                RocksEngine::open_with_wal(&dir, wal_dir.as_deref(), cfg.rocksdb)
+                RocksEngine::open_with_wal(&dir, rocks_wal, cfg.rocksdb)
                     .map_err(|e| format!("open {}: {e}", dir.display()))?,
             );
             // Fault tests only: a disk that fails on command (`disk-fail-*-after` failpoints).
             #[cfg(feature = "fault-injection")]
             let engine = metastore::storage::FaultyEngine::wrap(engine);
-            Ok(engine)
+            let raft_wal = given.unwrap_or_else(|| member.join("wal"));
+            Ok((engine, Some(raft_wal)))
         }
     }
 }
 
-/// Where RocksDB's write-ahead log goes: `--wal-dir` when given. RocksDB finds its WAL only in
-/// the directory it is opened with, so the data dir records the one it was created with
-/// (`member/wal-dir`) and a start that names another is refused instead of silently losing the
-/// writes only that WAL holds.
-fn wal_dir(cfg: &Config, db_dir: &Path) -> Result<Option<std::path::PathBuf>, String> {
+fn has_rocksdb_logs(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".log")))
+        .unwrap_or(false)
+}
+
+/// `--wal-dir` when given: the raft WAL's directory (etcd's meaning: the log on a disk of its
+/// own). The log is found only there, so the data dir records the one it was created with
+/// (`member/wal-dir`) and a start that names another is refused instead of silently starting
+/// without the writes only that log holds.
+fn wal_dir(cfg: &Config, db_dir: &Path) -> Result<Option<PathBuf>, String> {
     let marker = Path::new(&cfg.data_dir).join("member").join("wal-dir");
     let recorded = std::fs::read_to_string(&marker).ok().map(|s| s.trim_end_matches('\n').to_string());
     let given = (!cfg.wal_dir.is_empty()).then(|| cfg.wal_dir.clone());

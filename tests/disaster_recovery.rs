@@ -1,7 +1,7 @@
 //! Disaster recovery as an operator does it: a 3-member cluster loses two members for good
 //! (SIGKILL, data dirs wiped), the survivor restarts with `--force-new-cluster` as a one-member
 //! cluster holding every acknowledged write, then grows again with `member add`.
-//! Also `--wal-dir`: RocksDB's write-ahead log in its own directory, across a SIGKILL.
+//! Also `--wal-dir`: the raft WAL in its own directory, across a SIGKILL.
 
 mod common;
 
@@ -123,13 +123,14 @@ async fn the_write_ahead_log_lives_in_wal_dir_and_survives_a_kill() {
     for i in 0..200 {
         last = c.put(format!("k{i}"), format!("v{i}"), None).await.unwrap().header().unwrap().revision();
     }
-    let logs = |dir: &std::path::Path| -> Vec<String> {
+    let files = |dir: &std::path::Path, suffix: &str| -> Vec<String> {
         std::fs::read_dir(dir)
-            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".log")).collect())
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(suffix)).collect())
             .unwrap_or_default()
     };
-    assert!(!logs(&wal).is_empty(), "RocksDB's WAL files are in --wal-dir");
-    assert!(logs(&m.data_dir.join("member").join("rocksdb")).is_empty(), "and not in the data dir");
+    assert!(!files(&wal, ".wal").is_empty(), "the raft WAL's segments are in --wal-dir");
+    assert!(files(&m.data_dir.join("member").join("wal"), ".wal").is_empty(), "and not in the data dir");
+    assert!(files(&wal, ".log").is_empty(), "RocksDB's own log stays with its tables");
     let (_, before) = local_state(&m).await;
     m.kill();
     m.spawn();

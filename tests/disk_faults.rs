@@ -2,7 +2,8 @@
 //! otherwise): a member whose disk fails a write or an fsync must stop with a non-zero status —
 //! never go on with state it did not persist — and, restarted on a healthy disk, must still hold
 //! every write it acknowledged. The faults come from `src/storage/faulty.rs`, armed by the
-//! failpoints `disk-fail-write-after=N` / `disk-fail-sync-after=N`.
+//! failpoints `disk-fail-write-after=N` / `disk-fail-sync-after=N`, which the raft WAL
+//! (`src/raft/wal.rs`) checks too.
 #![cfg(feature = "fault-injection")]
 
 mod common;
@@ -53,6 +54,10 @@ fn check_fault(failpoint: &str) {
     let code = exit_code(&mut m);
     assert!(code.is_some_and(|c| c != 0), "the member must exit non-zero, got {code:?}; log:\n{}", m.log());
     assert!(m.log().contains("injected disk fault"), "the log names the fault:\n{}", m.log());
+    if failpoint == "disk-fail-sync-after" {
+        // Past start-up, the synced writes are the raft WAL's appends: its fdatasync failed.
+        assert!(m.log().contains("raft WAL fsync failed"), "the raft WAL stopped the member:\n{}", m.log());
+    }
     // Restart on a healthy disk: every acknowledged put is there.
     m.env.clear();
     m.spawn();

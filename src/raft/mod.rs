@@ -31,12 +31,15 @@ mod log_store;
 mod logger;
 mod node;
 mod transport;
+mod wal;
+#[cfg(test)]
+mod wal_tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-pub use log_store::LogStore;
+pub use log_store::{LogDir, LogStore};
 pub use node::NodeConfig;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, Message};
@@ -269,9 +272,9 @@ pub fn start<S: StateMachine>(
 ) -> Result<(RaftHandle, std::thread::JoinHandle<Result<()>>)> {
     let mut store = if LogStore::exists(&*engine)? {
         if cfg.force_new_cluster {
-            LogStore::force_standalone(engine.clone(), cfg.id, cfg.applied)?;
+            LogStore::force_standalone(engine.clone(), cfg.wal.as_ref(), cfg.id, cfg.applied)?;
         }
-        LogStore::open(engine, cfg.applied)?
+        LogStore::open(engine, cfg.wal.as_ref(), cfg.applied)?
     } else {
         match bootstrap {
             Bootstrap::NewCluster(members) => {
@@ -281,9 +284,9 @@ pub fn start<S: StateMachine>(
                     .enumerate()
                     .map(|(i, (id, context))| conf_entry(i as u64 + 1, id, context))
                     .collect::<Result<Vec<_>>>()?;
-                LogStore::bootstrap(engine, voters, entries, identity)?
+                LogStore::bootstrap(engine, cfg.wal.as_ref(), voters, entries, identity)?
             }
-            Bootstrap::Join => LogStore::bootstrap(engine, Vec::new(), Vec::new(), identity)?,
+            Bootstrap::Join => LogStore::bootstrap(engine, cfg.wal.as_ref(), Vec::new(), Vec::new(), identity)?,
         }
     };
     store.set_snapshot_source(snapshots);

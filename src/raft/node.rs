@@ -43,6 +43,8 @@ pub struct NodeConfig {
     /// `--force-new-cluster`: on an existing log, first remove every other member
     /// ([`LogStore::force_standalone`]).
     pub force_new_cluster: bool,
+    /// The raft WAL's directory; `None` keeps the log in memory (the in-memory engine).
+    pub wal: Option<super::LogDir>,
 }
 
 /// Entries kept after a compaction so slightly lagging members catch up without a snapshot

@@ -127,6 +127,9 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// `--experimental-compaction-batch-limit`: compacted revisions deleted per engine write.
     pub compaction_batch_limit: usize,
+    /// The raft WAL's directory (`--wal-dir`, or `member/wal` in the data dir); `None` with the
+    /// in-memory engine, whose raft log stays in memory too.
+    pub raft_wal_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
@@ -205,6 +208,7 @@ impl Server {
             applied,
             snapshot_count: cfg.snapshot_count,
             force_new_cluster: cfg.force_new_cluster,
+            wal: cfg.raft_wal_dir.clone().map(crate::raft::LogDir::new),
         };
         let bootstrap = match &cfg.start {
             Start::NewCluster(initial) => Bootstrap::NewCluster(

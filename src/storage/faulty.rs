@@ -8,6 +8,9 @@
 //!   not known to be durable, and an error is returned. A member that went on would serve state
 //!   it never persisted; it must stop instead (the raft loop exits on any storage error), and
 //!   after a restart on a healthy disk it must still hold every write it acknowledged.
+//!
+//! The raft WAL (`raft/wal.rs`) is not an engine: it checks the same two failpoints itself
+//! before each append's write and `fdatasync`, and a fault there poisons it the same way.
 
 use std::sync::Arc;
 
@@ -51,6 +54,13 @@ impl Engine for FaultyEngine {
             return Err(Error::Storage("injected disk fault: fsync failed".into()));
         }
         self.inner.write(batch, sync)
+    }
+
+    fn sync(&self) -> Result<()> {
+        if failpoint::after("disk-fail-sync-after") {
+            return Err(Error::Storage("injected disk fault: fsync failed".into()));
+        }
+        self.inner.sync()
     }
 
     fn table_bytes(&self, tables: &[Table]) -> u64 {

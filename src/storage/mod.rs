@@ -1,8 +1,8 @@
 //! Ordered byte key-value engines with named tables, atomic write batches and consistent reads.
 //!
 //! Everything MetaStore persists goes through the [`Engine`] trait: MVCC history, leases, the raft
-//! log and hard state, and the meta keys that tie them together (applied index, compaction
-//! markers). Two engines implement it:
+//! configuration, and the meta keys that tie them together (applied index, compaction
+//! markers); the raft log itself lives in the raft WAL (`raft/wal.rs`). Two engines implement it:
 //!
 //! * [`RocksEngine`]: the persistent default; one RocksDB column family per [`Table`];
 //! * [`MemoryEngine`]: one `BTreeMap` per table behind a lock; for tests and caches
@@ -141,6 +141,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Applies `batch` atomically; with `sync`, durably (fsync) before returning.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+
+    /// Makes every write so far durable (the raft log calls it before it forgets entries whose
+    /// effects were written unsynced).
+    fn sync(&self) -> Result<()> {
+        self.write(WriteBatch::new(), true)
+    }
 
     /// Approximate bytes used on disk (or in memory), as reported in `Status.dbSize`.
     fn size_bytes(&self) -> u64 {

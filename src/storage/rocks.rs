@@ -200,6 +200,10 @@ impl Engine for RocksEngine {
         Ok(())
     }
 
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(storage_err)
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {

@@ -5,7 +5,7 @@
 //! | `key`       | revision (17 bytes, +`t` = tombstone) | `mvccpb.KeyValue`                  |
 //! | `meta`      | one of the `META_*` names below       | big-endian integers                |
 //! | `lease`     | lease id, 8 bytes big-endian          | `metastorepb.LeaseRecord`          |
-//! | `raft_log`  | raft index, 8 bytes big-endian        | `eraftpb.Entry`                    |
+//! | `raft_log`  | raft index, 8 bytes big-endian (data dirs from before the raft WAL; moved out at open) | `eraftpb.Entry` |
 //! | `raft_state`| one of the `RAFT_*` names below       | `eraftpb` messages                 |
 //! | `members`   | member id, 8 bytes big-endian         | member record                      |
 //! | `auth`      | `enabled`, `revision`, `user/<name>`, `role/<name>` | flag, big-endian u64, `authpb.User`, `authpb.Role` |
@@ -67,11 +67,16 @@ pub const META_MEMBER_ID: &[u8] = b"member_id";
 /// started on the restored data dir bootstraps.
 pub const META_RESTORED_CLUSTER: &[u8] = b"restored_cluster";
 
-/// raft `HardState` (term, vote, commit).
+/// Present once the raft log lives in the raft WAL (`raft/wal.rs`) rather than in `raft_log` /
+/// `raft_state` (data dirs from before keep it there until their first start, which moves it).
+pub const META_RAFT_WAL: &[u8] = b"raft_wal";
+
+/// raft `HardState` (term, vote, commit): data dirs from before the raft WAL only.
 pub const RAFT_HARD_STATE: &[u8] = b"hard_state";
 /// raft `ConfState` as of the last applied configuration change.
 pub const RAFT_CONF_STATE: &[u8] = b"conf_state";
-/// Index and term of the entry before the first one kept in `raft_log` (log compaction point).
+/// Index and term of the entry before the first one kept in `raft_log` (log compaction point):
+/// data dirs from before the raft WAL only.
 pub const RAFT_TRUNCATED: &[u8] = b"truncated";
 
 /// Encodes a `u64` so byte order equals numeric order.
