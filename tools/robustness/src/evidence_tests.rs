@@ -300,3 +300,47 @@ fn only_streams_covering_a_revision_and_key_constrain_it() {
     assert!(ev.allows(10, &[del("/r/a", 10)]));
     assert!(ev.allows(2, &[del("/r/a", 2)]));
 }
+
+/// Lease L (TTL 2 s) holds `/r/k3` = "c5-797" (8633); other clients write `/r/k1` at 8634..=8652
+/// and stop; L expires after that, deleting `/r/k3` at 8653. No answered write claims 8653:
+/// `with_expiry` says whether the history keeps the expiry (the suite always adds it).
+fn expiry_after_the_last_write(with_expiry: bool) -> Fixture {
+    let initial_kvs = BTreeMap::from([(K3.to_string(), kv("c2-10", 8620, 8631, 2))]);
+    let mut ops = vec![
+        op(5, 0, Some(5 * MS), Request::LeaseGrant { id: LEASE, ttl: 2 }, Some(Response::Ok)),
+        op(5, 6 * MS, Some(8 * MS), put(K3, "c5-797", LEASE), Some(put_ok(8633))),
+    ];
+    for (i, rev) in (8634..=8652).enumerate() {
+        let t = (20 + 2 * i as u64) * MS;
+        ops.push(op(0, t, Some(t + MS), put("/r/k1", &format!("c0-{i}"), 0), Some(put_ok(rev))));
+    }
+    let mut applied: Vec<usize> = (0..ops.len()).collect();
+    let mut history = History { operations: ops, watches: vec![], initial_rev: 8632, initial_kvs };
+    if with_expiry {
+        applied.push(history.operations.len());
+        history.add_lease_expiries();
+    }
+    Fixture { history, applied }
+}
+
+/// Every stream shows the expiry's deletion at 8653, after the last answered write: the search
+/// must place the expiry there (leaving it out reached only 8652, and the streams' event at 8653
+/// was then "not in the history", as in a snapshot-catch-up run on 2026-11-27).
+#[test]
+fn an_expiry_after_the_last_write_is_placed_where_the_streams_saw_it() {
+    let f = expiry_after_the_last_write(true);
+    let events = f.server_events();
+    let last: Vec<String> = events.iter().filter(|(e, _)| e.rev == 8653).map(|(e, _)| e.to_string()).collect();
+    assert_eq!(last, ["DELETE /r/k3 @8653 prev \"c5-797\"@8633"]);
+    let o = f.watchers(&events).check();
+    assert!(o.passed(), "{}", failures(&o));
+}
+
+/// The same streams against a history with no operation that could have deleted `/r/k3`: the
+/// check fails.
+#[test]
+fn a_deletion_after_the_last_write_that_nothing_explains_fails() {
+    let events = expiry_after_the_last_write(true).server_events();
+    let o = expiry_after_the_last_write(false).watchers(&events).check();
+    assert!(!o.passed(), "{}", failures(&o));
+}

@@ -28,7 +28,9 @@
 //! Watch evidence: an operation without an answer (unknown outcome, lease expiry) may create a
 //! revision only with the events the watch streams show there ([`crate::evidence`]), so where
 //! the client history leaves a floating revoke's or expiry's place open, the streams decide it,
-//! and the watch validators judge them against a linearization they can agree with.
+//! and the watch validators judge them against a linearization they can agree with. A
+//! linearization must also reach the newest revision a stream saw: an expiry that deleted keys
+//! after the last answered write is placed there, not left out.
 //!
 //! A time budget bounds the search (answer: unknown). When a history is not linearizable, the
 //! report shows the deepest point reached: the model state there, the operations linearized just
@@ -215,6 +217,10 @@ pub fn search(entries: &[Entry], initial: &State, evidence: &Evidence, budget: D
     // Revisions some watcher saw that no acknowledged or observed write claims: the only ones an
     // unknown-outcome delete can have created.
     let free: HashSet<i64> = evidence.revisions().filter(|r| !claimed.contains(r)).collect();
+    // Every revision a stream saw was created by some operation, so a linearization must reach
+    // the newest of them: a floating revoke or expiry that deleted keys after the last answered
+    // write must be placed, not left out.
+    let newest_seen = evidence.revisions().max().unwrap_or(i64::MIN);
 
     let mut memo: HashSet<(u128, u64)> = HashSet::new();
     let mut stack: Vec<(usize, State, u64)> = Vec::new();
@@ -226,7 +232,7 @@ pub fn search(entries: &[Entry], initial: &State, evidence: &Evidence, budget: D
     let mut steps: usize = 0;
 
     loop {
-        if remaining == 0 {
+        if remaining == 0 && state.rev >= newest_seen {
             return Verdict::Linearizable { order: stack.iter().map(|(i, _, _)| *i).collect() };
         }
         steps += 1;
