@@ -618,16 +618,16 @@ impl Wal {
             .iter()
             .find(|s| s.seq == loc.seq)
             .ok_or_else(|| Error::Storage(format!("raft entry {index}: segment {:016x} is gone", loc.seq)))?;
-        let mut header = [0u8; HEADER];
-        seg.file.read_exact_at(&mut header, loc.offset).map_err(|e| io_err("read entry", e))?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let mut body = vec![0u8; len];
-        seg.file.read_exact_at(&mut body, loc.offset + HEADER as u64).map_err(|e| io_err("read entry", e))?;
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len == 0 || crc(seg.seq, u64_at(&header, 8), &body) != sum || body[0] & !END != ENTRY {
-            return Err(corrupt(format!("entry {index} in segment {:016x} at {}", seg.seq, loc.offset)));
-        }
-        let e = Entry::parse_from_bytes(&body[1..]).map_err(|e| corrupt(format!("entry {index}: {e}")))?;
+        let mut buf = vec![0u8; HEADER];
+        seg.file.read_exact_at(&mut buf, loc.offset).map_err(|e| io_err("read entry", e))?;
+        let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        buf.resize(HEADER + len, 0);
+        seg.file.read_exact_at(&mut buf[HEADER..], loc.offset + HEADER as u64).map_err(|e| io_err("read entry", e))?;
+        let payload = match record_at(&buf, 0, seg.seq) {
+            Some(r) if r.kind == ENTRY => r.payload,
+            _ => return Err(corrupt(format!("entry {index} in segment {:016x} at {}", seg.seq, loc.offset))),
+        };
+        let e = Entry::parse_from_bytes(payload).map_err(|e| corrupt(format!("entry {index}: {e}")))?;
         if e.index != index {
             return Err(corrupt(format!("entry {} where {index} was expected", e.index)));
         }

@@ -265,9 +265,8 @@ impl Server {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Stops the raft node and waits for its thread, so storage can close cleanly.
-    /// Stops the raft node for a process that is exiting; the key index is left to the OS
-    /// (see [`KvStore::abandon_index_for_exit`]).
+    /// Stops the raft node and waits for its thread, so storage can close cleanly; the process is
+    /// exiting, so the key index is left to the OS (see [`KvStore::abandon_index_for_exit`]).
     pub fn stop(&self) {
         self.raft.stop();
         if let Some(thread) = self.raft_thread.lock().expect("raft thread lock").take() {
