@@ -73,7 +73,7 @@ def machine_section(m):
     return "\n".join([
         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory_gib']} GiB; virtualization: {m['virtualization']}",
         f"- OS: {m['os']}, kernel {m['kernel']}",
-        f"- data dirs on: {m['data_fs']} (every server fsyncs: etcd its WAL, MetaStore its RocksDB WAL)",
+        f"- data dirs on: {m['data_fs']} (every server fsyncs: etcd its WAL, MetaStore its raft WAL)",
         f"- {m['etcd']} (Debian `etcd-server`, /usr/bin/etcd); MetaStore commit {m['metastore_commit']}, "
         f"built with {m['rustc']} (`--release`); binaries used (copied at the start of the run): "
         + "; ".join(f"`{n}` {fp}" for n, fp in m.get("binaries", {}).items()),
