@@ -55,7 +55,7 @@ import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import doc, gateway, plan, servers  # noqa: E402
+from harness import doc, gateway, plan, servers, stages  # noqa: E402
 
 
 class Bench:
@@ -97,6 +97,15 @@ def checked(bench, cluster, name, args, wid, duration=None):
     return r
 
 
+def staged(bench, cluster, name, args, wid, split=None):
+    """`checked`, and for the rows in `stages.ROWS` the split of one put from the members' metrics."""
+    if not (wid in stages.ROWS if split is None else split):
+        return checked(bench, cluster, name, args, wid)
+    before = stages.snapshot(cluster, servers.metrics)
+    r = checked(bench, cluster, name, args, wid)
+    return {**r, "stages": stages.breakdown(before, stages.snapshot(cluster, servers.metrics), r)}
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -110,8 +119,9 @@ def summary(r):
 
 
 def run_single(bench, opts, workdir, live):
-    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "single"), 1, bench.binary)
-    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "single"), 1, bench.binary)
+    single = os.path.join(workdir, "single")
+    etcd = servers.Cluster("etcd", opts.etcd, single, 1, bench.binary, stages.FLAGS)
+    ms = servers.Cluster("metastore", opts.metastore, single, 1, bench.binary, stages.FLAGS)
     live += [etcd, ms]
     etcd.start()
     ms.start()
@@ -122,7 +132,7 @@ def run_single(bench, opts, workdir, live):
         if i % 2:
             order.reverse()
         for name, c in order:
-            r = checked(bench, c, name, [*glob, *sub], wid)
+            r = staged(bench, c, name, [*glob, *sub], wid)
             results.setdefault(wid, {})[name] = r
             log(f"  [{i + 1}/{len(work)}] {wid:<16} {name:<9} {summary(r)}")
             etcd.sample_rss()
@@ -139,10 +149,10 @@ def run_single(bench, opts, workdir, live):
 
 def run_cluster(bench, opts, workdir, live):
     """etcd x3 always; MetaStore x3 when its binary forms a 3-member cluster within 30 s."""
-    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "etcd3"), 3, bench.binary)
+    etcd = servers.Cluster("etcd", opts.etcd, os.path.join(workdir, "etcd3"), 3, bench.binary, stages.FLAGS)
     live.append(etcd)
     etcd.start()
-    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "ms3"), 3, bench.binary)
+    ms = servers.Cluster("metastore", opts.metastore, os.path.join(workdir, "ms3"), 3, bench.binary, stages.FLAGS)
     live.append(ms)
     note = None
     try:
@@ -157,7 +167,7 @@ def run_cluster(bench, opts, workdir, live):
     for i, (wid, _title, glob, sub, _kind) in enumerate(work):
         order = sides if i % 2 == 0 else sides[::-1]
         for name, c in order:
-            r = checked(bench, c, name, [*glob, *sub], "3m-" + wid)
+            r = staged(bench, c, name, [*glob, *sub], "3m-" + wid, split=wid in stages.ROWS)
             results.setdefault(wid, {})[name] = r
             log(f"  [{i + 1}/{len(work)}] {wid:<16} {name:<9} x3 {summary(r)}")
             time.sleep(1)

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import time
 
-from harness import gateway, plan
+from harness import gateway, plan, stages
 from harness.render import fmt_num, mib, ratio, table, workload_rows
 
 
@@ -110,7 +110,23 @@ def single_section(s):
     ]
     rtable = table([(n, fmt_num(a, "MiB"), fmt_num(b, "MiB"), ratio(a, b)) for n, a, b in rrows],
                    ("after the single-member runs", "etcd", "MetaStore", "MetaStore / etcd"))
-    return table(rows) + "\n\n" + rtable
+    return table(rows) + "\n\n" + rtable + split_text(s)
+
+
+def split_text(section):
+    """The stage split of the section's 1-client put row (harness/stages.py), if it was measured."""
+    parts = []
+    for wid in sorted(stages.ROWS):
+        r = section["workloads"].get(wid, {})
+        t = stages.section(dig(r, "etcd", "stages"), dig(r, "metastore", "stages"))
+        if t:
+            parts.append(t)
+    if not parts:
+        return ""
+    return ("\n\nWhere the time of one put goes, from each server's own metrics (`--metrics extensive`; "
+            "differences of the histograms' sums and counts over the 1-client put row, the member that "
+            "served the puts; see `tools/bench/harness/stages.py` for what each line measures):\n\n"
+            + "\n\n".join(parts))
 
 
 def cluster_section(c):
@@ -128,7 +144,7 @@ def cluster_section(c):
     if note:
         text = (f"MetaStore could not be measured with three members: started as a 3-member cluster on loopback, it "
                 f"did not serve within 30 s ({note}). Its column says so; etcd's figures are real.\n\n" + text)
-    return text + "\n\n" + table(rows)
+    return text + "\n\n" + table(rows) + split_text(c)
 
 
 def scale_section(s):

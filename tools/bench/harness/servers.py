@@ -9,6 +9,7 @@ measured). Stopping is SIGTERM, then SIGKILL after 15 s, always by the PID we st
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,20 +59,33 @@ def proc_status_kib(pid, field):
     return None
 
 
-def storage_memory(endpoint):
-    """MetaStore's `metastore_storage_memory_bytes` gauges by kind from /metrics (empty for etcd,
-    which has none)."""
+def metrics(url):
+    """The Prometheus text of `url`/metrics as {(name, ((label, value), ...)): value}, labels sorted;
+    empty when it cannot be read."""
     out = {}
     try:
-        with urllib.request.urlopen(endpoint.split(",")[0] + "/metrics", timeout=10) as r:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
             text = r.read().decode()
     except OSError:
         return out
     for line in text.splitlines():
-        if line.startswith("metastore_storage_memory_bytes{"):
-            kind = line.split('kind="', 1)[1].split('"', 1)[0]
-            out[kind] = int(float(line.rsplit(" ", 1)[1]))
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        pairs = tuple(sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)))
+        try:
+            out[(name, pairs)] = float(value)
+        except ValueError:
+            continue
     return out
+
+
+def storage_memory(endpoint):
+    """MetaStore's `metastore_storage_memory_bytes` gauges by kind from /metrics (empty for etcd,
+    which has none)."""
+    return {dict(labels)["kind"]: int(v) for (name, labels), v in metrics(endpoint.split(",")[0]).items()
+            if name == "metastore_storage_memory_bytes"}
 
 
 class Member:
