@@ -194,3 +194,31 @@ impl AsyncWrite for PeerConn {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// tonic reads a gRPC connection from its first byte: the bytes read to tell it from a raft
+    /// stream come back first, however small the reads.
+    #[tokio::test]
+    async fn a_grpc_connection_reads_its_first_bytes_again() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut conn = PeerConn {
+            io: Box::new(server),
+            first: *b"PRI * HT",
+            read: 0,
+            info: TcpConnectInfo { local_addr: None, remote_addr: None },
+        };
+        client.write_all(b"TP/2.0\r\n").await.unwrap();
+        drop(client);
+        let mut one = [0u8; 3];
+        conn.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"PRI");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b" * HTTP/2.0\r\n");
+    }
+}
