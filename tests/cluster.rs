@@ -314,20 +314,41 @@ async fn a_leader_removing_itself_from_three_members_leaves_two_that_serve() {
     a_leader_removing_itself_leaves_a_working_cluster(3).await;
 }
 
-/// Raft messages from a member of another cluster are refused (etcd's `X-Etcd-Cluster-ID`).
+/// Raft streams from a member of another cluster are refused (etcd's `X-Etcd-Cluster-ID`), and
+/// the raft stream and the gRPC peer API share the peer port.
 #[tokio::test]
 async fn raft_streams_from_another_cluster_are_refused() {
-    use metastore::proto::metastorepb::peer_client::PeerClient;
-    use metastore::proto::metastorepb::RaftBatch;
+    use metastore::peer::RaftStream;
     let m = Member::start(&["--storage-engine", "memory"]);
-    let mut peer = PeerClient::connect(m.peer_url.clone()).await.unwrap();
-    let mut request = tonic::Request::new(tokio_stream::iter(vec![RaftBatch { messages: Vec::new() }]));
-    request.metadata_mut().insert("x-etcd-cluster-id", "deadbeef".parse().unwrap());
-    let err = peer.raft(request).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("cluster ID mismatch"), "{}", err.message());
+    let err = RaftStream::open(&m.peer_url, None, 0xdeadbeef, 7).await.err().expect("another cluster is refused");
+    assert!(err.to_string().contains("cluster ID mismatch"), "{err}");
     let cluster_id = client(&m).await.status().await.unwrap().header().unwrap().cluster_id();
-    let mut request = tonic::Request::new(tokio_stream::iter(vec![RaftBatch { messages: Vec::new() }]));
-    request.metadata_mut().insert("x-etcd-cluster-id", format!("{cluster_id:x}").parse().unwrap());
-    peer.raft(request).await.expect("its own cluster's stream is served");
+    let mut stream =
+        RaftStream::open(&m.peer_url, None, cluster_id, 7).await.expect("its own cluster's stream is served");
+    stream.keepalive().await.expect("the stream takes frames");
+    let info = metastore::peer::cluster(&m.peer_url, None).await.expect("gRPC on the same port");
+    assert_eq!(info.cluster_id, cluster_id);
+}
+
+/// Peer URLs over TLS (`--peer-auto-tls`): the raft streams and the gRPC peer calls run over
+/// TLS on one port (a plain stream is not taken there); the cluster elects a leader and
+/// replicates.
+#[tokio::test]
+async fn a_cluster_with_tls_peer_urls_replicates() {
+    use metastore::peer::RaftStream;
+    let c = Cluster::start_https_peers(3, &["--peer-auto-tls"]);
+    wait_leader(&c, None).await;
+    let want = write_through(&c, "tls/", 20).await;
+    wait_state(&c, &want).await;
+    let m = &c.members[0];
+    assert!(m.peer_url.starts_with("https://"), "{}", m.peer_url);
+    let tls = metastore::tls::PeerTls::auto(vec!["localhost".into()]).unwrap();
+    let cluster_id = client(m).await.status().await.unwrap().header().unwrap().cluster_id();
+    let err = RaftStream::open(&m.peer_url, Some(&tls), cluster_id ^ 1, 7).await.err().expect("refused over TLS");
+    assert!(err.to_string().contains("cluster ID mismatch"), "{err}");
+    RaftStream::open(&m.peer_url, Some(&tls), cluster_id, 7).await.expect("accepted over TLS");
+    let plain = m.peer_url.replace("https://", "http://");
+    assert!(RaftStream::open(&plain, None, cluster_id, 7).await.is_err(), "a plain stream on a TLS port fails");
+    let info = metastore::peer::cluster(&m.peer_url, Some(&tls)).await.expect("gRPC over TLS on the same port");
+    assert_eq!(info.cluster_id, cluster_id);
 }

@@ -1,42 +1,18 @@
 //! The calling side of the peer protocol.
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{CLUSTER_ID_HEADER, FROM_HEADER};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use crate::proto::metastorepb::peer_client::PeerClient;
 use crate::proto::metastorepb::{
-    ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseTimeToLiveAnswer, PromoteRequest, RaftAck, RaftBatch,
+    ClusterInfo, ClusterRequest, LeaseRenewRequest, LeaseTimeToLiveAnswer, PromoteRequest,
 };
 use crate::tls::{self, PeerTls};
 
 /// A channel to the member at `url` (`https://` with the member's peer TLS settings).
 pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
     tls::connect(url, tls).await
-}
-
-/// Opens the long-lived raft stream to a peer: batches sent on the returned sender go out in
-/// order, named with `cluster_id` and the sending member `from`; the task ends when the stream
-/// does.
-pub fn open_raft_stream(
-    channel: Channel,
-    cluster_id: u64,
-    from: u64,
-) -> (mpsc::Sender<RaftBatch>, JoinHandle<std::result::Result<tonic::Response<RaftAck>, tonic::Status>>) {
-    let (tx, rx) = mpsc::channel::<RaftBatch>(64);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Ok(id) = format!("{cluster_id:x}").parse() {
-        request.metadata_mut().insert(CLUSTER_ID_HEADER, id);
-    }
-    if let Ok(id) = format!("{from:x}").parse() {
-        request.metadata_mut().insert(FROM_HEADER, id);
-    }
-    let mut client = PeerClient::new(channel);
-    (tx, tokio::spawn(async move { client.raft(request).await }))
 }
 
 /// The round trip of one small call on `channel` (the transport's probe).

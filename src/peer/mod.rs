@@ -1,15 +1,16 @@
-//! The member-to-member protocol, client and server side, in one place: the gRPC `Peer` service
-//! (`proto/metastore/peer.proto`) served on `--listen-peer-urls`, and every call a member makes to
-//! another.
+//! The member-to-member protocol, client and server side, in one place: on each
+//! `--listen-peer-urls` port, the raft streams ([`raft_stream`]: framed raft messages, as etcd's
+//! rafthttp stream) and the gRPC `Peer` service (`proto/metastore/peer.proto`) for every other
+//! call a member makes to another. [`serve`] tells the two apart by a connection's first bytes.
 //!
 //! ```text
-//!  raft transport ──raft_stream──►  ┐
+//!  raft transport ──RaftStream (framed messages)──► peer port ──► PeerHandler::step (node queue)
 //!  server (forward) ──promote / lease_renew / lease_time_to_live──► leader's PeerService ──► PeerHandler (Server)
 //!  identity (join) ──cluster──────►  ┘
 //!  server (corruption checks) ──hash_kv──► every other member's PeerService
 //! ```
 //!
-//! * Raft streams carry the sender's cluster id (`x-etcd-cluster-id`, etcd's `X-Etcd-Cluster-ID`);
+//! * Raft streams open with the sender's cluster id (etcd's `X-Etcd-Cluster-ID`) and member id;
 //!   a member of another cluster is refused.
 //! * Calls only the leader can answer travel back with etcd's error as the status message, so the
 //!   caller gets the same [`Error`] the leader met ([`Error::from_message`]); transport failures
@@ -18,26 +19,22 @@
 //!   depends on nothing above it: `raft`, `server` and the binary all call into it.
 
 mod client;
+pub mod raft_stream;
 mod service;
 
-pub use client::{cluster, connect, hash_kv, lease_renew, lease_time_to_live, open_raft_stream, probe, promote};
+pub use client::{cluster, connect, hash_kv, lease_renew, lease_time_to_live, probe, promote};
+pub use raft_stream::RaftStream;
 pub use service::{serve, PeerService};
 
 use crate::error::Result;
 use crate::proto::etcdserverpb::HashKvResponse;
 use crate::proto::metastorepb::{ClusterInfo, LeaseTimeToLiveAnswer};
 
-/// The metadata key carrying the sender's cluster id on raft streams.
-pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
-/// The metadata key carrying the sending member's hex id on raft streams (etcd's `X-Server-From`),
-/// for `etcd_network_peer_received_bytes_total{From}`.
-pub const FROM_HEADER: &str = "x-server-from";
-
 /// What a member answers to its peers.
 #[tonic::async_trait]
 pub trait PeerHandler: Send + Sync + 'static {
-    /// Refuses a raft stream that says it comes from another cluster (`hex_id`; none: accepted).
-    fn accepts_cluster(&self, hex_id: Option<&str>) -> Result<()>;
+    /// Refuses a raft stream that says it comes from another cluster.
+    fn accepts_cluster(&self, cluster_id: u64) -> Result<()>;
     /// Hands one encoded raft message to the node.
     fn step(&self, message: &[u8]) -> Result<()>;
     /// The cluster id and members, for a member joining with `--initial-cluster-state existing`.

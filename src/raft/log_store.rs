@@ -366,9 +366,22 @@ impl LogStore {
 
     /// One durable change of the log: entries past `truncate_after` dropped, `entries` appended,
     /// `hs` stored; then the in-memory view follows.
+    ///
+    /// A hard state that only moves the commit index is kept in memory, as [`Self::set_commit`]
+    /// keeps one: etcd's `raft.MustSync` does not sync it either, and a lost commit index is
+    /// learned again from the leader or raised from the applied index at open. On a leader that
+    /// turn sits between a quorum's acknowledgements and applying the entry, so an `fdatasync`
+    /// there would add a whole disk write to every replicated request.
     fn write_log(&self, truncate_after: Option<u64>, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
-        if truncate_after.is_none() && entries.is_empty() && hs.is_none() {
-            return Ok(());
+        if truncate_after.is_none() && entries.is_empty() {
+            match hs {
+                None => return Ok(()),
+                Some(hs) if self.only_commit_moves(hs) => {
+                    self.set_commit(hs.commit);
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
         }
         if let Some(wal) = &self.wal {
             // etcd's WAL save: one append, one fdatasync (timed into wal_fsync by the WAL).
@@ -385,6 +398,11 @@ impl LogStore {
             st.hard_state = hs.clone();
         }
         Ok(())
+    }
+
+    fn only_commit_moves(&self, hs: &HardState) -> bool {
+        let cur = &self.read().hard_state;
+        hs.term == cur.term && hs.vote == cur.vote
     }
 
     /// Records a commit index learned after persistence (raft's light ready); it is written to
@@ -672,6 +690,26 @@ mod tests {
         assert_eq!(reopened.first_index(), 4);
         assert_eq!(reopened.term(3).unwrap(), 1);
         assert!(reopened.entries(2, 5, None, GetEntriesContext::empty(false)).is_err());
+    }
+
+    /// A hard state that only moves the commit index is not written (no `fdatasync` between a
+    /// leader's quorum and its apply); a new term or vote is, with the latest commit index.
+    #[test]
+    fn only_a_new_term_or_vote_is_written_not_a_commit_index() {
+        let (_tmp, d) = log_dir(1 << 20);
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let store = LogStore::bootstrap(engine.clone(), Some(&d), vec![1], Vec::new(), WriteBatch::new()).unwrap();
+        let hs = |term: u64, vote: u64, commit: u64| HardState { term, vote, commit, ..Default::default() };
+        let entries: Vec<Entry> = (1..=3).map(|index| Entry { index, term: 2, ..Default::default() }).collect();
+        store.persist(&entries, Some(&hs(2, 1, 1))).unwrap();
+        store.persist(&[], Some(&hs(2, 1, 3))).unwrap();
+        assert_eq!(store.hard_state(), hs(2, 1, 3), "the commit index moves in memory");
+        let reopened = LogStore::open(engine.clone(), Some(&d), 0).unwrap();
+        assert_eq!(reopened.hard_state().commit, 1, "but is not written");
+        drop(reopened);
+        store.persist(&[], Some(&hs(3, 0, 3))).unwrap();
+        let reopened = LogStore::open(engine, Some(&d), 0).unwrap();
+        assert_eq!(reopened.hard_state(), hs(3, 0, 3), "a new term is written, with the commit index");
     }
 
     /// `--force-new-cluster` on a member of {1, 2, 3} that also saw member 4 added (committed,

@@ -9,7 +9,7 @@
 //! ```text
 //!  RaftHandle ──Command──► node thread (RawNode + LogStore) ──Committed──► StateMachine
 //!       ▲                         │  one synced write per turn (entries + hard state)
-//!       │                         ├──► PeerTransport ──gRPC stream per peer──► other members
+//!       │                         ├──► PeerTransport ──raft stream per peer──► other members
 //!       └──── RaftStatus (watch) ─┘
 //! ```
 //!

@@ -222,19 +222,16 @@ impl Server {
         }
     }
 
-    /// Whether a peer call that says it comes from cluster `hex_id` may be served: refused when
-    /// the id names another cluster (etcd's `X-Etcd-Cluster-ID` check). A sender that names none
-    /// (a member older than the check) is accepted.
-    pub fn accepts_cluster(&self, hex_id: Option<&str>) -> Result<()> {
-        match hex_id.map(|h| u64::from_str_radix(h, 16)) {
-            None => Ok(()),
-            Some(Ok(id)) if id == self.cfg.cluster_id => Ok(()),
-            Some(_) => Err(Error::InvalidArgument(format!(
-                "cluster ID mismatch: this member is in cluster {:x}, the sender said {}",
-                self.cfg.cluster_id,
-                hex_id.unwrap_or_default()
-            ))),
+    /// Whether a raft stream that says it comes from cluster `cluster_id` may be served: refused
+    /// when the id names another cluster (etcd's `X-Etcd-Cluster-ID` check).
+    pub fn accepts_cluster(&self, cluster_id: u64) -> Result<()> {
+        if cluster_id == self.cfg.cluster_id {
+            return Ok(());
         }
+        Err(Error::InvalidArgument(format!(
+            "cluster ID mismatch: this member is in cluster {:x}, the sender said {cluster_id:x}",
+            self.cfg.cluster_id
+        )))
     }
 
     /// Hands a raft message from a peer to the node loop.

@@ -101,8 +101,8 @@ impl Server {
 /// What this member answers to its peers (`crate::peer`).
 #[tonic::async_trait]
 impl PeerHandler for Server {
-    fn accepts_cluster(&self, hex_id: Option<&str>) -> Result<()> {
-        Server::accepts_cluster(self, hex_id)
+    fn accepts_cluster(&self, cluster_id: u64) -> Result<()> {
+        Server::accepts_cluster(self, cluster_id)
     }
 
     fn step(&self, message: &[u8]) -> Result<()> {

@@ -176,7 +176,7 @@ fn provider(names: &[String]) -> Result<CryptoProvider> {
 
 /// TLS 1.2 and 1.3; ALPN `h2` for gRPC and `http/1.1` for the HTTP endpoints; client
 /// certificates required and verified against `roots` when given.
-fn server_config(
+pub(super) fn server_config(
     provider: Arc<CryptoProvider>,
     cert_pem: &[u8],
     key_pem: &[u8],

@@ -35,7 +35,7 @@ pub mod peer;
 
 pub use client::{ClientTls, ClientTlsFlags};
 pub use incoming::{client_connections, ClientConnInfo, ClientConnections, ClientStream};
-pub use peer::{connect, PeerTls};
+pub use peer::{connect, PeerIo, PeerTls};
 
 /// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
 /// algorithm (40 ms with delayed ACKs).

@@ -15,7 +15,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tonic::transport::{Certificate, Channel, Endpoint, Identity, ServerTlsConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 
@@ -52,13 +54,13 @@ impl PeerTls {
         })
     }
 
-    /// The peer server's TLS configuration.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
-        if let (Some(ca), true) = (&self.ca_pem, self.client_cert_auth) {
-            cfg = cfg.client_ca_root(Certificate::from_pem(ca));
-        }
-        cfg
+    /// The peer server's TLS: this member's certificate, and under `--peer-client-cert-auth` a
+    /// client certificate required from the trusted CA.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor> {
+        let roots = self.ca_pem.clone().filter(|_| self.client_cert_auth);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = super::client::server_config(provider, &self.cert_pem, &self.key_pem, roots)?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
     fn client_config(&self) -> Result<rustls::ClientConfig> {
@@ -86,7 +88,30 @@ impl PeerTls {
     }
 }
 
-/// Connects to a peer URL, over TLS when it is `https://`.
+/// Any byte stream a peer connection runs over: TCP, or TLS over TCP.
+pub trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
+
+/// A byte stream to the member at a peer URL (`http://host:port`, or `https://` over TLS with
+/// the member's peer TLS settings), with `TCP_NODELAY`: raft frames must not wait for Nagle.
+pub async fn dial(url: &str, tls: Option<&PeerTls>) -> std::io::Result<Box<dyn PeerIo>> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    let uri: http::Uri = url.parse().map_err(|e| invalid(format!("{url}: {e}")))?;
+    let host = uri.host().ok_or_else(|| invalid(format!("{url}: no host")))?;
+    let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    if !https {
+        return Ok(Box::new(tcp));
+    }
+    let tls = tls.ok_or_else(|| invalid(format!("{url}: https peer URL without peer TLS flags")))?;
+    let config = tls.client_config().map_err(|e| invalid(e.to_string()))?;
+    let name = ServerName::try_from(host).map_err(|e| invalid(e.to_string()))?;
+    Ok(Box::new(tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?))
+}
+
 /// A peer endpoint with a connect timeout and HTTP/2 keep-alives, so a dead or partitioned peer
 /// is noticed in seconds instead of at the operating system's TCP timeouts.
 fn peer_endpoint(url: String) -> std::result::Result<Endpoint, tonic::transport::Error> {
@@ -98,6 +123,7 @@ fn peer_endpoint(url: String) -> std::result::Result<Endpoint, tonic::transport:
         .tcp_nodelay(true))
 }
 
+/// A gRPC channel to a peer URL, over TLS when it is `https://`.
 pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
     let unreachable = |e: &dyn std::fmt::Display| Error::Internal(format!("connect to {url}: {e}"));
     let Some(rest) = url.strip_prefix("https://") else {
@@ -107,21 +133,12 @@ pub async fn connect(url: &str, tls: Option<&PeerTls>) -> Result<Channel> {
             .await
             .map_err(|e| unreachable(&e));
     };
-    let tls = tls.ok_or_else(|| Error::InvalidArgument(format!("{url}: https peer URL without peer TLS flags")))?;
-    let config = Arc::new(tls.client_config()?);
-    let endpoint = peer_endpoint(format!("http://{rest}")).map_err(|e| unreachable(&e))?;
-    let connector = tower::service_fn(move |uri: http::Uri| {
-        let config = config.clone();
-        async move {
-            let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name =
-                ServerName::try_from(host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(stream))
-        }
+    let tls =
+        tls.ok_or_else(|| Error::InvalidArgument(format!("{url}: https peer URL without peer TLS flags")))?.clone();
+    let (endpoint, url) = (peer_endpoint(format!("http://{rest}")).map_err(|e| unreachable(&e))?, url.to_string());
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let (tls, url) = (tls.clone(), url.clone());
+        async move { dial(&url, Some(&tls)).await.map(TokioIo::new) }
     });
     endpoint.connect_with_connector(connector).await.map_err(|e| unreachable(&e))
 }

@@ -297,21 +297,30 @@ impl Cluster {
 
     /// [`Cluster::start_with`] with environment variables for every member's process.
     pub fn start_with_env(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Self::start_scheme(n, extra, env, "http")
+    }
+
+    /// [`Cluster::start_with`] with `https://` peer URLs (`extra` must give peer TLS flags).
+    pub fn start_https_peers(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_scheme(n, extra, &[], "https")
+    }
+
+    fn start_scheme(n: usize, extra: &[&str], env: &[(&str, &str)], peer_scheme: &str) -> Cluster {
         for _ in 0..3 {
-            if let Some(c) = Self::try_start(n, extra, env) {
+            if let Some(c) = Self::try_start(n, extra, env, peer_scheme) {
                 return c;
             }
         }
         panic!("no free ports after three attempts");
     }
 
-    fn try_start(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Option<Cluster> {
+    fn try_start(n: usize, extra: &[&str], env: &[(&str, &str)], peer_scheme: &str) -> Option<Cluster> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster: String = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("m{i}={peer_scheme}://127.0.0.1:{peer}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut members: Vec<Member> = ports
@@ -329,6 +338,7 @@ impl Cluster {
             })
             .collect();
         for m in &mut members {
+            m.peer_url = m.peer_url.replace("http://", &format!("{peer_scheme}://"));
             m.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             m.spawn_nowait();
         }
