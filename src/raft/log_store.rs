@@ -347,20 +347,7 @@ impl LogStore {
 
     /// Durably appends `entries` (replacing any conflicting suffix) and stores `hs`, in one WAL
     /// batch; then makes them visible to raft.
-    ///
-    /// A hard state that only moves the commit index is kept in memory, not written (etcd's
-    /// `MustSync`): a put on 3 members would otherwise pay a second `fdatasync` on the leader
-    /// between the follower's ack and the apply. The commit index reaches the WAL with the next
-    /// batch of entries or term/vote change; one lost in a crash is learned again from the leader,
-    /// and open raises it to the applied index.
     pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
-        if let (true, Some(hs)) = (entries.is_empty(), hs) {
-            let known = self.hard_state();
-            if hs.term == known.term && hs.vote == known.vote {
-                self.set_commit(hs.commit);
-                return Ok(());
-            }
-        }
         self.write_log(None, entries, hs)
     }
 
@@ -633,32 +620,6 @@ impl Storage for LogStore {
 
 #[cfg(test)]
 mod tests {
-    /// A hard state that only moves the commit index costs no WAL write (and so no fdatasync);
-    /// a term or vote change is written at once; a commit index not yet written is raised from
-    /// the applied index at open.
-    #[test]
-    fn a_commit_only_hard_state_is_not_written() {
-        let (_tmp, d) = log_dir(1 << 20);
-        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-        let store = LogStore::bootstrap(engine.clone(), Some(&d), vec![1], Vec::new(), WriteBatch::new()).unwrap();
-        let hs = |term: u64, commit: u64| HardState { term, vote: 1, commit, ..Default::default() };
-        let entries: Vec<Entry> = (1..=2).map(|index| Entry { index, term: 1, ..Default::default() }).collect();
-        store.persist(&entries, Some(&hs(1, 1))).unwrap();
-        let batches = |s: &LogStore| lock(s.wal.as_ref().unwrap()).batches_written();
-        let before = batches(&store);
-        store.persist(&[], Some(&hs(1, 2))).unwrap();
-        assert_eq!(batches(&store), before, "commit-only: nothing written");
-        assert_eq!(store.hard_state().commit, 2, "the commit index is kept in memory");
-        drop(store);
-        let reopened = LogStore::open(engine.clone(), Some(&d), 2).unwrap();
-        assert_eq!(reopened.hard_state(), hs(1, 2), "raised from the applied index at open");
-        let before = batches(&reopened);
-        reopened.persist(&[], Some(&hs(2, 2))).unwrap();
-        assert_eq!(batches(&reopened), before + 1, "a new term is written at once");
-        drop(reopened);
-        assert_eq!(LogStore::open(engine, Some(&d), 0).unwrap().hard_state(), hs(2, 2));
-    }
-
     /// Entries older than the in-memory tail are read back from the WAL, conflicts older than
     /// the tail replace the stored suffix, and a reopened log sees the same entries.
     #[test]
