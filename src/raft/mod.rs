@@ -134,9 +134,14 @@ pub struct RaftStatus {
 }
 
 pub(crate) enum Command {
+    /// A proposal, not answered on acceptance: the proposer already waits for its applied
+    /// result, and only a proposal raft drops is reported, through `dropped` (so an accepted
+    /// one costs no wake-up of its caller). `queued` holds its place in the bounded queue
+    /// until the node loop takes it.
     Propose {
         data: Vec<u8>,
-        done: oneshot::Sender<Result<()>>,
+        dropped: OnDropped,
+        queued: Queued,
     },
     ProposeMembership {
         change: MemberChange,
@@ -172,30 +177,58 @@ pub struct RaftHandle {
     queued: Arc<AtomicUsize>,
 }
 
-/// One queued proposal; dropping it (answered, or its caller gone) frees its place.
-struct Queued<'a>(&'a AtomicUsize);
+/// Called with the reason when raft drops a proposal (no leader, say), on the node thread.
+pub type Dropped = Box<dyn FnOnce(Error) + Send>;
 
-impl Drop for Queued<'_> {
+/// A proposal's [`Dropped`] callback: called by [`OnDropped::dropped`], forgotten by
+/// [`OnDropped::accepted`], and called with `Stopped` if the node loop never took the proposal.
+pub(crate) struct OnDropped(Option<Dropped>);
+
+impl OnDropped {
+    /// Raft took the proposal: its applied entry answers the proposer.
+    fn accepted(mut self) {
+        self.0 = None;
+    }
+
+    fn dropped(mut self, reason: Error) {
+        if let Some(f) = self.0.take() {
+            f(reason);
+        }
+    }
+}
+
+impl Drop for OnDropped {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Error::Stopped);
+        }
+    }
+}
+
+/// One queued proposal's place; dropped when the node loop takes the proposal (or drops it
+/// unread, stopping), which frees the place.
+pub(crate) struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl RaftHandle {
-    fn enqueue(&self) -> Result<Queued<'_>> {
+    fn enqueue(&self) -> Result<Queued> {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_PROPOSALS {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::TooManyRequests);
         }
-        Ok(Queued(&self.queued))
+        Ok(Queued(self.queued.clone()))
     }
 
-    /// Proposes `data`; resolves once raft accepted it (not when committed).
-    pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
-        let _queued = self.enqueue()?;
-        let (done, rx) = oneshot::channel();
-        self.send(Command::Propose { data, done })?;
-        rx.await.map_err(|_| Error::Stopped)?
+    /// Hands `data` to the node loop to propose, without waiting: the caller learns the outcome
+    /// from the applied entry, or through `dropped` if raft drops the proposal.
+    pub fn propose(&self, data: Vec<u8>, dropped: Dropped) -> Result<()> {
+        let queued = self.enqueue()?;
+        self.send(Command::Propose { data, dropped: OnDropped(Some(dropped)), queued })
     }
 
     /// Proposes a membership change carrying `context` back to the state machine.
@@ -323,27 +356,35 @@ mod tests {
     use super::*;
 
     /// A node loop that takes no proposals (stalled) leaves at most `MAX_QUEUED_PROPOSALS`
-    /// queued; the next proposal is refused at once, and a place frees when a caller gives up.
-    #[tokio::test]
-    async fn a_stalled_node_loop_bounds_its_proposal_queue() {
-        let (tx, _stalled) = mpsc::channel();
+    /// queued; the next proposal is refused at once, and a place frees when the loop takes one.
+    #[test]
+    fn a_stalled_node_loop_bounds_its_proposal_queue() {
+        let (tx, stalled) = mpsc::channel();
         let (_status_tx, status) = watch::channel(RaftStatus::default());
         let handle = RaftHandle { tx, status, peers: Arc::new(PeerBook::default()), queued: Arc::default() };
-        let mut waiting = Vec::new();
+        let ignore = || -> Dropped { Box::new(|_| {}) };
         for _ in 0..MAX_QUEUED_PROPOSALS {
-            let h = handle.clone();
-            waiting.push(tokio::spawn(async move { h.propose(vec![1]).await }));
+            handle.propose(vec![1], ignore()).expect("a place in the queue");
         }
-        while handle.queued.load(Ordering::Relaxed) < MAX_QUEUED_PROPOSALS {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(handle.propose(vec![2]).await, Err(Error::TooManyRequests));
-        waiting.pop().expect("a waiting proposal").abort();
-        while handle.queued.load(Ordering::Relaxed) >= MAX_QUEUED_PROPOSALS {
-            tokio::task::yield_now().await;
-        }
-        for w in waiting {
-            w.abort();
-        }
+        assert_eq!(handle.propose(vec![2], ignore()), Err(Error::TooManyRequests));
+        drop(stalled.recv().expect("a queued proposal")); // the loop takes one
+        handle.propose(vec![3], ignore()).expect("the place it freed");
+        assert_eq!(handle.propose(vec![4], ignore()), Err(Error::TooManyRequests));
+    }
+
+    /// A proposal's drop callback runs only when raft drops it, or with `Stopped` when the node
+    /// loop never takes it; an accepted one is answered by its applied entry alone.
+    #[test]
+    fn a_proposal_hears_back_only_when_dropped() {
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let on_dropped = || {
+            let heard = heard.clone();
+            OnDropped(Some(Box::new(move |e| heard.lock().expect("lock").push(e))))
+        };
+        on_dropped().accepted();
+        assert!(heard.lock().expect("lock").is_empty());
+        on_dropped().dropped(Error::NoLeader);
+        drop(on_dropped()); // never taken: the loop stopped
+        assert_eq!(*heard.lock().expect("lock"), vec![Error::NoLeader, Error::Stopped]);
     }
 }

@@ -157,13 +157,13 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
     /// Handles one command; returns `true` when asked to stop.
     fn handle(&mut self, cmd: Command, reads: &mut Vec<oneshot::Sender<Result<u64>>>) -> bool {
         match cmd {
-            Command::Propose { data, done } => {
-                let res = self.raw.propose(Vec::new(), data).map_err(|e| match e {
-                    raft::Error::ProposalDropped => Error::NoLeader,
-                    other => Error::Internal(other.to_string()),
-                });
-                // The proposer may have given up already; nothing to do then.
-                let _unwanted = done.send(res);
+            Command::Propose { data, dropped, queued } => {
+                drop(queued);
+                match self.raw.propose(Vec::new(), data) {
+                    Ok(()) => dropped.accepted(),
+                    Err(raft::Error::ProposalDropped) => dropped.dropped(Error::NoLeader),
+                    Err(other) => dropped.dropped(Error::Internal(other.to_string())),
+                }
             }
             Command::ProposeMembership { change, context, done } => {
                 let (change_type, node_id) = match change {

@@ -107,9 +107,7 @@ impl StateMachine for Applier {
         let events = batch.commit()?;
         crate::metrics::get().backend_commit.observe(started.elapsed().as_secs_f64());
         self.hub.notify(&events);
-        for (id, result) in results {
-            self.waiters.trigger(id, result);
-        }
+        self.waiters.trigger_all(results);
         if removed_self && !self.removed {
             self.removed = true;
             let delay = self.stop_delay;

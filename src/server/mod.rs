@@ -154,6 +154,8 @@ pub struct Server {
     hub: Arc<WatchHub>,
     members: Arc<Members>,
     alarms: Arc<Alarms>,
+    /// The store's size for the quota check, cached (see `alarms`).
+    store_size: alarms::StoreSize,
     raft: RaftHandle,
     waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -241,6 +243,7 @@ impl Server {
             hub,
             members,
             alarms,
+            store_size: alarms::StoreSize::default(),
             raft,
             waiters,
             next_id,

@@ -108,7 +108,8 @@ impl Server {
                 if data.len() > self.cfg.max_request_bytes {
                     return Err(Error::RequestTooLarge);
                 }
-                self.raft.propose(data).await?;
+                let waiters = self.waiters.clone();
+                self.raft.propose(data, Box::new(move |e| waiters.trigger(id, Err(e))))?;
             }
             Proposal::Membership(change, member) => {
                 let context = MemberChangeContext { request_id: id, member }.encode_to_vec();

@@ -43,18 +43,24 @@ pub struct Pending<'a> {
     waiters: &'a Waiters,
     id: u64,
     rx: oneshot::Receiver<Result<Applied>>,
+    /// Answered: the trigger already removed the entry.
+    answered: bool,
 }
 
 impl Pending<'_> {
     /// The applied result, or `None` if none came within `timeout` (or the server stopped).
     pub async fn wait(mut self, timeout: Duration) -> Option<Result<Applied>> {
-        tokio::time::timeout(timeout, &mut self.rx).await.ok()?.ok()
+        let result = tokio::time::timeout(timeout, &mut self.rx).await.ok()?.ok();
+        self.answered = result.is_some();
+        result
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.waiters.pending.lock().expect("waiters lock").remove(&self.id);
+        if !self.answered {
+            self.waiters.pending.lock().expect("waiters lock").remove(&self.id);
+        }
     }
 }
 
@@ -62,12 +68,30 @@ impl Waiters {
     pub fn register(&self, id: u64) -> Pending<'_> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("waiters lock").insert(id, tx);
-        Pending { waiters: self, id, rx }
+        Pending { waiters: self, id, rx, answered: false }
     }
 
     /// Delivers the result of request `id`, if anyone still waits for it.
     pub fn trigger(&self, id: u64, result: Result<Applied>) {
         if let Some(tx) = self.pending.lock().expect("waiters lock").remove(&id) {
+            // The client may have given up (timeout, cancellation): nothing left to tell.
+            let _unwanted = tx.send(result);
+        }
+    }
+
+    /// Delivers the results of one applied batch: one lock for all of them, the callers woken
+    /// after it is released.
+    pub fn trigger_all(&self, results: Vec<(u64, Result<Applied>)>) {
+        let mut answers = Vec::with_capacity(results.len());
+        {
+            let mut pending = self.pending.lock().expect("waiters lock");
+            for (id, result) in results {
+                if let Some(tx) = pending.remove(&id) {
+                    answers.push((tx, result));
+                }
+            }
+        }
+        for (tx, result) in answers {
             // The client may have given up (timeout, cancellation): nothing left to tell.
             let _unwanted = tx.send(result);
         }
@@ -100,6 +124,12 @@ mod tests {
         let answered = waiters.register(3);
         waiters.trigger(3, Ok(Applied::Done));
         assert!(matches!(answered.wait(Duration::from_secs(1)).await, Some(Ok(Applied::Done))));
+        assert!(waiters.is_empty());
+        let (a, b, gone) = (waiters.register(4), waiters.register(5), waiters.register(6));
+        drop(gone);
+        waiters.trigger_all(vec![(4, Ok(Applied::Done)), (6, Ok(Applied::Done)), (5, Ok(Applied::Done))]);
+        assert!(matches!(a.wait(Duration::from_secs(1)).await, Some(Ok(Applied::Done))));
+        assert!(matches!(b.wait(Duration::from_secs(1)).await, Some(Ok(Applied::Done))));
         assert!(waiters.is_empty());
     }
 }

@@ -118,6 +118,8 @@ where
     conn: Connection<Compat<T>, SendBuf<B::Data>>,
     closing: Option<crate::Error>,
     date_header: bool,
+    /// MetaStore patch: whether the last poll was deferred (see `Server::poll`).
+    deferred: bool,
 }
 
 impl<T, S, B, E> Server<T, S, B, E>
@@ -228,9 +230,22 @@ where
                         conn,
                         closing: None,
                         date_header: me.date_header,
+                        deferred: false,
                     })
                 }
                 State::Serving(srv) => {
+                    // MetaStore patch: every other poll of a serving connection only wakes
+                    // itself and returns. Response tasks woken together (a batch of writes
+                    // applied at once) each wake the connection; tokio runs a task woken that
+                    // way next, so without this it flushed one response per `writev`. A task
+                    // that wakes itself goes to the back of its worker's queue instead, behind
+                    // the other response tasks, and the next poll writes all of them at once.
+                    if !srv.deferred {
+                        srv.deferred = true;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    srv.deferred = false;
                     // graceful_shutdown was called before handshaking finished,
                     if me.close_pending && srv.closing.is_none() {
                         srv.conn.graceful_shutdown();
