@@ -425,13 +425,16 @@ pub struct Records {
     pub rev: i64,
 }
 
+/// Framed records as read, and where each is in key order (see [`Records`]).
+type FramedRecords = (Vec<u8>, Vec<Range<usize>>);
+
 /// The stored records of `revs` framed as elements of field `field` (see
 /// [`PointInTime::range_records`]), and where each is in key order (nothing when they were read
 /// in key order); `None` if one is missing.
 ///
 /// The engine hands values out in revision order. Each is copied once, with its frame, into one
 /// buffer.
-fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<Option<(Vec<u8>, Vec<Range<usize>>)>> {
+fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<Option<FramedRecords>> {
     use prost::encoding::{encode_key, encode_varint, WireType};
     let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
     let mut buf = Vec::new();
