@@ -17,7 +17,7 @@
 //! leases (the key only records the lease id it was given).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message;
@@ -371,15 +371,15 @@ impl PointInTime<'_> {
     }
 
     /// [`PointInTime::range`] answered with the stored `KeyValue` records themselves, not
-    /// decoded: in key order, each preceded by the protobuf key of a length-delimited field
-    /// number `field` and its length. The bytes are thus an encoded `repeated KeyValue` field
-    /// of that number, to be spliced into an encoded message (etcd's `RangeResponse.kvs` is
-    /// field 2): no `KeyValue` is built, and no allocation is made per key. A stored record is
-    /// the prost encoding of the `KeyValue` written, which is what encoding the decoded value
-    /// again gives.
+    /// decoded: each preceded by the protobuf key of a length-delimited field number `field` and
+    /// its length, so that the records taken in key order ([`Records::order`]) are an
+    /// encoded `repeated KeyValue` field of that number, to be spliced into an encoded message
+    /// (etcd's `RangeResponse.kvs` is field 2): no `KeyValue` is built, and no allocation is made
+    /// per key. A stored record is the prost encoding of the `KeyValue` written, which is what
+    /// encoding the decoded value again gives.
     pub fn range_records(&self, range: &KeyRange, opts: RangeOptions, field: u32) -> Result<Records> {
         self.read_collected(range, opts, &mut |engine, revs| stored_records(engine, revs, field))
-            .map(|(bytes, count)| Records { bytes, count, rev: self.rev })
+            .map(|((bytes, order), count)| Records { bytes, order, count, rev: self.rev })
     }
 
     /// Collects the revisions of `range` under the shared lock, then runs `read` on them without
@@ -412,24 +412,33 @@ type ReadRevisions<'a, T> = dyn FnMut(&dyn Engine, &[Revision]) -> Result<Option
 /// What [`PointInTime::range_records`] answers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
-    /// The stored records, each framed as one element of a repeated protobuf field.
+    /// The stored records, each framed as one element of a repeated protobuf field, in the order
+    /// the engine read them (see [`Records::order`]).
     pub bytes: Vec<u8>,
+    /// Where each framed record of `bytes` is, in key order; empty when `bytes` is in key order
+    /// already. Kept apart rather than applied, so that the one copy into the response buffer
+    /// also puts the records in order.
+    pub order: Vec<Range<usize>>,
     /// Number of keys in the range at the read revision, regardless of `limit`.
     pub count: i64,
     /// The store's revision when the reader was taken, as [`RangeResult::rev`].
     pub rev: i64,
 }
 
+/// Framed records as read, and where each is in key order (see [`Records`]).
+type FramedRecords = (Vec<u8>, Vec<Range<usize>>);
+
 /// The stored records of `revs` framed as elements of field `field` (see
-/// [`PointInTime::range_records`]), in the order of `revs`; `None` if one is missing.
+/// [`PointInTime::range_records`]), and where each is in key order (nothing when they were read
+/// in key order); `None` if one is missing.
 ///
 /// The engine hands values out in revision order. Each is copied once, with its frame, into one
-/// buffer; when the revisions are not in key order a second pass puts the frames in order.
-fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<Option<Vec<u8>>> {
+/// buffer.
+fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<Option<FramedRecords>> {
     use prost::encoding::{encode_key, encode_varint, WireType};
     let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
     let mut buf = Vec::new();
-    let mut spans = vec![(0usize, 0usize); revs.len()];
+    let mut spans = vec![0..0; revs.len()];
     let mut found = 0;
     engine.visit_many(Table::Key, &keys, &mut |i, value| {
         if found == 0 {
@@ -440,20 +449,16 @@ fn stored_records(engine: &dyn Engine, revs: &[Revision], field: u32) -> Result<
         encode_key(field, WireType::LengthDelimited, &mut buf);
         encode_varint(value.len() as u64, &mut buf);
         buf.extend_from_slice(value);
-        spans[i] = (start, buf.len());
+        spans[i] = start..buf.len();
         found += 1;
     })?;
     if found != revs.len() {
         return Ok(None);
     }
     if keys.is_sorted() {
-        return Ok(Some(buf));
+        spans.clear();
     }
-    let mut ordered = Vec::with_capacity(buf.len());
-    for (start, end) in spans {
-        ordered.extend_from_slice(&buf[start..end]);
-    }
-    Ok(Some(ordered))
+    Ok(Some((buf, spans)))
 }
 
 impl KvRead for PointInTime<'_> {

@@ -252,6 +252,37 @@ struct Record<'a> {
     next: usize,
 }
 
+/// Bytes read at a time when looking for a segment's last nonzero byte.
+pub(super) const ZERO_PROBE_BYTES: usize = 1 << 20;
+
+/// The offset just past the last nonzero [`ZERO_PROBE_BYTES`] block of the segment at `path`
+/// (0: all zero), and its size. Probes from the end: a segment is filled from the front.
+pub(super) fn nonzero_end(path: &Path) -> Result<(usize, u64)> {
+    let file = File::open(path).map_err(|e| io_err(format!("open {}", path.display()), e))?;
+    let size = file.metadata().map_err(|e| io_err(format!("stat {}", path.display()), e))?.len();
+    let mut block = vec![0u8; ZERO_PROBE_BYTES];
+    let mut end = size as usize;
+    while end > 0 {
+        let start = (end - 1) / ZERO_PROBE_BYTES * ZERO_PROBE_BYTES;
+        let part = &mut block[..end - start];
+        file.read_exact_at(part, start as u64).map_err(|e| io_err(format!("read {}", path.display()), e))?;
+        if part.iter().any(|b| *b != 0) {
+            return Ok((end, size));
+        }
+        end = start;
+    }
+    Ok((0, size))
+}
+
+/// The whole segment (`size` bytes) as read from `file`, whose bytes from `end` on are zero
+/// ([`nonzero_end`]): only `..end` is read; the rest stays the zeroed allocation's, pages the
+/// OS has not handed out yet, so they take no memory.
+fn read_segment(file: &File, path: &Path, end: usize, size: u64) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    file.read_exact_at(&mut buf[..end], 0).map_err(|e| io_err(format!("read {}", path.display()), e))?;
+    Ok(buf)
+}
+
 /// The record at `at` if it checks, for segment `seq`.
 fn record_at(buf: &[u8], at: usize, seq: u64) -> Option<Record<'_>> {
     let header = buf.get(at..at + HEADER)?;
@@ -357,13 +388,16 @@ impl Wal {
             }
             sync_dir(dir)?;
         }
-        let mut bufs = Vec::with_capacity(found.len());
+        // Where each segment's last nonzero byte ends: the segments are read one at a time and
+        // only up to there (see `read_segment`), so opening costs memory for the data in the log,
+        // not 64 MiB per segment.
+        let mut ends = Vec::with_capacity(found.len());
         for (_, path) in &found {
-            bufs.push(std::fs::read(path).map_err(|e| io_err(format!("read {}", path.display()), e))?);
+            ends.push(nonzero_end(path)?);
         }
         // The last segment holding data may have a torn tail; all-zero ones after it are the
         // segment made ahead of time (only one is kept).
-        let data_end = bufs.iter().rposition(|b| b.iter().any(|x| *x != 0)).map_or(0, |i| i + 1);
+        let data_end = ends.iter().rposition(|(end, _)| *end > 0).map_or(0, |i| i + 1);
         let mut wal = Self {
             dir: dir.to_path_buf(),
             segment_bytes,
@@ -377,7 +411,7 @@ impl Wal {
             poisoned: false,
         };
         let mut started = false;
-        for (i, ((seq, path), buf)) in found.iter().zip(&bufs).enumerate() {
+        for (i, ((seq, path), (end, size))) in found.iter().zip(ends).enumerate() {
             if i > data_end {
                 // One all-zero segment after the data is the next one to write; more are not needed.
                 std::fs::remove_file(path).map_err(|e| io_err(format!("remove {}", path.display()), e))?;
@@ -388,15 +422,16 @@ impl Wal {
                 .write(true)
                 .open(path)
                 .map_err(|e| io_err(format!("open {}", path.display()), e))?;
-            let size = buf.len() as u64;
             if i == data_end {
                 wal.ready = Some(Segment { seq: *seq, start: None, file, size });
                 continue;
             }
+            let buf = &read_segment(&file, path, end, size)?;
             let scanned = wal.scan(*seq, buf, i + 1 == data_end, &mut started, replay)?;
             if scanned.dirty {
                 tracing::warn!(path = %path.display(), at = scanned.end, "raft WAL: discarding a torn write at the end of the log");
-                let zeros = vec![0u8; buf.len() - scanned.end];
+                // Past `end` the segment is zero already.
+                let zeros = vec![0u8; end.saturating_sub(scanned.end)];
                 file.write_all_at(&zeros, scanned.end as u64)
                     .and_then(|()| file.sync_data())
                     .map_err(|e| io_err(format!("repair {}", path.display()), e))?;

@@ -318,3 +318,27 @@ fn the_segment_made_ahead_is_used_and_leftovers_removed() {
     let (_, m) = open(tmp.path(), SEG).unwrap();
     assert_eq!(m.indexes(), (1..=30).collect::<Vec<_>>());
 }
+
+/// `nonzero_end` finds the end of the last block holding a nonzero byte, wherever it is (a torn
+/// or corrupt record after zeros counts), for sizes that are not a multiple of the block; open
+/// reads a segment only up to there.
+#[test]
+fn a_segment_is_read_up_to_its_last_nonzero_block() {
+    use super::wal::{nonzero_end, ZERO_PROBE_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment");
+    let size = 3 * ZERO_PROBE_BYTES + 100;
+    let mut bytes = vec![0u8; size];
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(nonzero_end(&path).unwrap(), (0, size as u64), "all zero");
+    for (at, end) in [
+        (0, ZERO_PROBE_BYTES),
+        (ZERO_PROBE_BYTES + 7, 2 * ZERO_PROBE_BYTES),
+        (3 * ZERO_PROBE_BYTES, size),
+        (size - 1, size),
+    ] {
+        bytes[at] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(nonzero_end(&path).unwrap(), (end, size as u64), "a nonzero byte at {at}");
+    }
+}

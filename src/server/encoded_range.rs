@@ -5,14 +5,18 @@
 //! `keys_only`, no revision filters, key order — the answer is therefore built by copying each
 //! stored record, framed as one element of that field, into one buffer
 //! ([`crate::mvcc::PointInTime::range_records`]): no `KeyValue` is decoded, built or encoded
-//! again, and no allocation is made per key. [`EncodedRange`] implements `prost::Message` by
-//! writing that buffer between the header and the trailing fields, in field order, so its bytes
+//! again, and no allocation is made per key. The engine reads the records in revision order;
+//! they are put in key order by the one copy into the response buffer (each record's place is
+//! kept beside the buffer), not by a second buffer. [`EncodedRange`] implements `prost::Message`
+//! by writing the records between the header and the trailing fields, in field order, so its bytes
 //! on the wire are those of the `RangeResponse` [`super::kv::range`] builds (the tests below
 //! check every option combination). Other options (sorting by anything but key ascending,
 //! filters, `keys_only`) take [`super::kv::range`] and encode its answer into the same shape.
 //!
 //! Not done: a stored record is sent as it is, without the decode that would notice a corrupt
 //! one (the slow path, reads inside txns and the gateway still decode).
+
+use std::ops::Range;
 
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -28,13 +32,34 @@ use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 const KVS_FIELD: u32 = 2;
 
 /// A `RangeResponse` whose key-values are already encoded.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct EncodedRange {
     pub header: Option<ResponseHeader>,
-    /// Field 2 (`kvs`) as encoded: each `KeyValue` preceded by the field's key and its length.
+    /// Field 2 (`kvs`) as encoded: each `KeyValue` preceded by the field's key and its length,
+    /// in key order if `kvs_order` is empty.
     pub kvs: Vec<u8>,
+    /// Where each element of `kvs` is, in key order (empty: `kvs` is in key order).
+    pub kvs_order: Vec<Range<usize>>,
     pub more: bool,
     pub count: i64,
+}
+
+impl EncodedRange {
+    /// The elements of field 2 in the order they are sent.
+    fn kvs_in_order(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let whole = self.kvs_order.is_empty().then_some(self.kvs.as_slice());
+        whole.into_iter().chain(self.kvs_order.iter().map(|span| &self.kvs[span.clone()]))
+    }
+}
+
+/// Equal when they encode to the same bytes: the same records in the same order, however kept.
+impl PartialEq for EncodedRange {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header
+            && self.more == other.more
+            && self.count == other.count
+            && self.kvs_in_order().flatten().eq(other.kvs_in_order().flatten())
+    }
 }
 
 impl From<RangeResponse> for EncodedRange {
@@ -43,7 +68,7 @@ impl From<RangeResponse> for EncodedRange {
         for kv in &r.kvs {
             encoding::message::encode(KVS_FIELD, kv, &mut kvs);
         }
-        Self { header: r.header, kvs, more: r.more, count: r.count }
+        Self { header: r.header, kvs, kvs_order: Vec::new(), more: r.more, count: r.count }
     }
 }
 
@@ -52,7 +77,9 @@ impl Message for EncodedRange {
         if let Some(h) = &self.header {
             encoding::message::encode(1, h, buf);
         }
-        buf.put_slice(&self.kvs);
+        for element in self.kvs_in_order() {
+            buf.put_slice(element);
+        }
         if self.more {
             encoding::bool::encode(3, &self.more, buf);
         }
@@ -71,6 +98,10 @@ impl Message for EncodedRange {
         match tag {
             1 => encoding::message::merge(wire_type, self.header.get_or_insert_with(Default::default), buf, ctx),
             KVS_FIELD => {
+                if !self.kvs_order.is_empty() {
+                    self.kvs = self.kvs_in_order().flatten().copied().collect();
+                    self.kvs_order.clear();
+                }
                 let mut record = Vec::new();
                 encoding::bytes::merge(wire_type, &mut record, buf, ctx)?;
                 encoding::bytes::encode(KVS_FIELD, &record, &mut self.kvs);
@@ -116,6 +147,7 @@ pub fn range(t: &PointInTime<'_>, r: &RangeRequest) -> Result<EncodedRange> {
     Ok(EncodedRange {
         header: Some(ResponseHeader { revision: records.rev, ..Default::default() }),
         kvs: records.bytes,
+        kvs_order: records.order,
         more: !r.count_only && limit > 0 && records.count > limit,
         count: records.count,
     })

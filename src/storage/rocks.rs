@@ -89,6 +89,20 @@ impl RocksEngine {
     }
 }
 
+/// Data block size of the MVCC history table (RocksDB's default, for the others, is 4 KiB).
+const KEY_TABLE_BLOCK_BYTES: usize = 16 << 10;
+
+/// Turns RocksDB's per-thread perf counters off on this thread (RocksDB counts by default, a
+/// thread-local update on every iterator step); MetaStore never reads them.
+fn no_perf_counters() {
+    thread_local!(static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    OFF.with(|off| {
+        if !off.replace(true) {
+            rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+        }
+    });
+}
+
 fn table_options(table: Table, cache: &Cache, budget: RocksOptions) -> Options {
     let mut opts = Options::default();
     let mut block = BlockBasedOptions::default();
@@ -96,6 +110,13 @@ fn table_options(table: Table, cache: &Cache, budget: RocksOptions) -> Options {
     block.set_block_cache(cache);
     block.set_cache_index_and_filter_blocks(true);
     block.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    if table == Table::Key {
+        // MVCC history is read in runs of neighbouring revisions (a prefix written together):
+        // 16 KiB blocks make a 1,000-key read cross about 20 block boundaries (each a block
+        // cache lookup and a block iterator set-up) instead of about 70, and shrink the index
+        // four times. Only new table files get the size; old ones keep theirs.
+        block.set_block_size(KEY_TABLE_BLOCK_BYTES);
+    }
     opts.set_block_based_table_factory(&block);
     // The two tables written on every request get a quarter of the budget per memtable; the
     // others are written rarely and stay small.
@@ -163,6 +184,7 @@ impl Engine for RocksEngine {
         let (Some(first), Some(last)) = (order.first(), order.last()) else {
             return Ok(());
         };
+        no_perf_counters();
         let mut upper = keys[*last].clone();
         upper.push(0);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(table), Self::read_opts(&keys[*first], &upper));
