@@ -764,12 +764,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Batches written so far (tests count writes with it).
-    #[cfg(test)]
-    pub fn batches_written(&self) -> u64 {
-        self.next_batch
-    }
-
     /// Moves writing to the next segment (at least `need` bytes), made ahead of time when it can
     /// be, and starts making the one after it.
     fn roll(&mut self, need: usize) -> Result<()> {
