@@ -448,6 +448,9 @@ def write(text, opts, res=None):
             f.write(old)
         log(f"updated the {', '.join(n for n in SECTIONS if n in res)} section(s) of {opts.out}")
     elif opts.out:
+        if os.path.exists(opts.out):
+            with open(opts.out) as f:
+                text = doc.keep_hand_written(f.read(), text)
         with open(opts.out, "w") as f:
             f.write(text)
         log(f"wrote {opts.out}")

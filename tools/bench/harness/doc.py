@@ -549,6 +549,42 @@ def splice(document, name, text):
     return "\n".join(lines[:start] + text.split("\n") + kept + [""] + lines[end:])
 
 
+def _section_bounds(lines, head):
+    start = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
+    if start is None:
+        return None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return start, end
+
+
+def keep_hand_written(old, new):
+    """A full run's document `new`, with what only the old document has: each section's hand-written
+    `### Reading` (kept after the new figures; reread it against them) and whole sections this run did
+    not produce (the `make bench-scale` one), before `## Failures`."""
+    new_lines = new.split("\n")
+    old_lines = old.split("\n")
+    for name, head in SECTION_HEADINGS.items():
+        was = _section_bounds(old_lines, head)
+        if was is None:
+            continue
+        now = _section_bounds(new_lines, head)
+        if now is None:
+            if name == "scale-run":
+                at = next((i for i, line in enumerate(new_lines) if line.startswith("## Failures")), len(new_lines))
+                new_lines[at:at] = old_lines[was[0]:was[1]]
+            continue
+        reading = next((i for i in range(was[0] + 1, was[1]) if old_lines[i].startswith(READING)), was[1])
+        kept = old_lines[reading:was[1]]
+        while kept and kept[-1] == "":
+            kept.pop()
+        if kept:
+            end = now[1]
+            while end > now[0] and new_lines[end - 1] == "":
+                end -= 1
+            new_lines[end:end] = [""] + kept
+    return "\n".join(new_lines)
+
+
 def failure_list(res):
     """Bullets: every failure code seen, with the server's first message for it."""
     found = []
