@@ -47,6 +47,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -85,8 +86,16 @@ class Bench:
 
 
 def checked(bench, cluster, name, args, wid, duration=None):
-    """Runs one workload; if a member died during it, says so in the report and restarts it."""
+    """Runs one workload; if a member died during it, says so in the report and restarts it. The
+    report gains `cpu`: CPU seconds the servers (all members) and the load generator used in it."""
+    server_before = cluster.cpu_seconds()
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = bench.run(cluster.endpoints, args, wid, duration=duration)
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_after = cluster.cpu_seconds()
+    if server_before is not None and server_after is not None:
+        client = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+        r = {**r, "cpu": {"server_s": server_after - server_before, "client_s": client}}
     dead = [m for m in cluster.members if not m.alive()]
     if dead:
         why = "; ".join(f"{m.name} exited with status {m.proc.returncode}: {m.log_tail(1)}" for m in dead)

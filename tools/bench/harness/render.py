@@ -13,6 +13,8 @@ def fmt_num(v, unit):
         return "-"
     if unit == "ms":
         return f"{v:.3f}" if v < 1 else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+    if unit == "us":
+        return f"{v:.1f}" if v < 100 else f"{v:,.0f}"
     if unit == "MiB":
         return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
     if unit == "s":
@@ -74,6 +76,18 @@ def op_row(r, op, q="p99"):
     return (f"{op} {q} ms", "ms", lat(r, q, op), ok, None if ok else f"all {o.get('errors', 0)} failed")
 
 
+def cpu_rows(r):
+    """CPU µs per successful request: the server (every member together) and the load generator,
+    measured around the run (`compare.checked`)."""
+    if "cpu" not in r:
+        return []  # a report from before the harness measured CPU
+    cpu, done = r["cpu"], r.get("ok", 0)
+    if not cpu or done <= 0:
+        return [("server CPU µs/req", "us", None, False, None), ("client CPU µs/req", "us", None, False, None)]
+    return [("server CPU µs/req", "us", cpu["server_s"] * 1e6 / done, True, None),
+            ("client CPU µs/req", "us", cpu["client_s"] * 1e6 / done, True, None)]
+
+
 def metric_rows(kind, r):
     """[(label, unit, value, ok, why-not)] for one report of a workload kind, or None."""
     if r is None or "harness_error" in r:
@@ -83,6 +97,7 @@ def metric_rows(kind, r):
     if kind in ("req", "mixed", "k8s"):
         rows = [("req/s", "n", r.get("throughput"), ok, None), ("p50 ms", "ms", lat(r, "p50"), ok, None),
                 ("p99 ms", "ms", lat(r, "p99"), ok, None)]
+        rows += cpu_rows(r)
         if kind == "mixed":
             rows += [op_row(r, op) for op in ("read", "write")]
         if kind == "k8s":

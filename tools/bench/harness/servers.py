@@ -59,6 +59,16 @@ def proc_status_kib(pid, field):
     return None
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds process `pid` has used, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metrics(url):
     """The Prometheus text of `url`/metrics as {(name, ((label, value), ...)): value}, labels sorted;
     empty when it cannot be read."""
@@ -116,6 +126,9 @@ class Member:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.proc.pid) if self.alive() else None
 
     def sample_rss(self):
         """Current RSS in KiB; also folds the kernel's high-water mark into peak_rss_kib."""
@@ -188,6 +201,11 @@ class Cluster:
                 last = m.log_tail(1).replace("|", "\\|")
                 parts.append(f"{m.name} exited with status {m.proc.returncode}: `{last}`")
         return "; ".join(parts)
+
+    def cpu_seconds(self):
+        """CPU seconds used by all members together (None if one is not running)."""
+        used = [m.cpu_seconds() for m in self.members]
+        return None if None in used else sum(used)
 
     def sample_rss(self):
         return [m.sample_rss() for m in self.members]
