@@ -73,10 +73,7 @@ impl Waiters {
 
     /// Delivers the result of request `id`, if anyone still waits for it.
     pub fn trigger(&self, id: u64, result: Result<Applied>) {
-        if let Some(tx) = self.pending.lock().expect("waiters lock").remove(&id) {
-            // The client may have given up (timeout, cancellation): nothing left to tell.
-            let _unwanted = tx.send(result);
-        }
+        self.trigger_all(vec![(id, result)]);
     }
 
     /// Delivers the results of one applied batch: one lock for all of them, the callers woken

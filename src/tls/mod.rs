@@ -36,9 +36,3 @@ pub mod peer;
 pub use client::{ClientTls, ClientTlsFlags};
 pub use incoming::{client_connections, ClientConnInfo, ClientConnections, ClientStream};
 pub use peer::{connect, PeerIo, PeerTls};
-
-/// Accepted connections with `TCP_NODELAY`: small gRPC frames must not wait for Nagle's
-/// algorithm (40 ms with delayed ACKs).
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
